@@ -1,0 +1,88 @@
+"""Settings of every Gadget Code process, read from `GADGET_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Hub, drone and client settings; each field is `GADGET_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="GADGET_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".gadget")
+    database_url: str | None = None
+    secret_key: str | None = None
+    allow_signup: bool = False
+    retry_delay_ms: int = Field(default=5000, ge=0)
+    max_retries: int = Field(default=3, ge=0)
+    drone_grace_s: float = Field(default=60.0, ge=0)
+    host: str = "127.0.0.1"
+    port: int = 8420
+    token_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    #: Longest a growing block may stay only in memory, and its largest unflushed size.
+    flush_interval_ms: int = Field(default=250, gt=0)
+    flush_bytes: int = Field(default=16 * 1024, gt=0)
+    #: Seconds the hub waits for a drone to acknowledge a work order.
+    work_order_ack_timeout_s: float = Field(default=30.0, gt=0)
+    #: Optional Redis URL for several hub nodes (python-socketio's AsyncRedisManager).
+    redis_url: str | None = None
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to an SQLite file in `home`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.home / 'gadget.db'}"
+
+    def resolved_secret_key(self) -> str:
+        """The JWT signing key: the configured one, or one generated once and kept in `home`."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.home / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.home.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+class DroneSettings(BaseSettings):
+    """Settings of a drone process and its agent (`GADGET_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="GADGET_", extra="ignore")
+
+    hub_url: str = "http://127.0.0.1:8420"
+    drone_id: str | None = None
+    drone_key: str | None = None
+    workspace: Path = Field(default_factory=Path.cwd)
+    llm_base_url: str = "http://127.0.0.1:11434/v1"
+    llm_model: str = "qwen3:8b"
+    llm_api_key: str = "not-needed"
+    agent_max_steps: int = Field(default=50, gt=0)
+    llm_context_tokens: int = Field(default=32_000, gt=1000)
+    #: Seconds before a model request is abandoned and retried.
+    llm_timeout_s: float = Field(default=300.0, gt=0)
+    #: Attempts for a model request that fails transiently (refused, 429, 5xx, timeout).
+    llm_retries: int = Field(default=3, ge=0)
+    command_timeout_s: float = Field(default=120.0, gt=0)
+    #: Seconds between SIGTERM and SIGKILL when a command's process group is stopped.
+    kill_grace_s: float = Field(default=1.0, ge=0)
+    #: Characters of command output kept (head and tail) before the rest is elided.
+    command_output_limit: int = Field(default=30_000, gt=100)
+    #: First delay before a failed model request is retried (doubles, with jitter).
+    llm_retry_delay_s: float = Field(default=1.0, ge=0)
+    #: Window in which consecutive text deltas are merged into one event (0 disables).
+    emit_coalesce_ms: float = Field(default=15.0, ge=0)
+    #: First and largest delay between attempts to (re)connect to the hub.
+    reconnect_delay_s: float = Field(default=1.0, gt=0)
+    reconnect_delay_max_s: float = Field(default=30.0, gt=0)
+    #: A user's token for `gadget drone register` (instead of logging in).
+    token: str | None = None

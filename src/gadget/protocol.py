@@ -1,0 +1,289 @@
+"""The wire contract shared by hub, drone, IDE and tests.
+
+Event names, wire enums and pydantic payloads of the Socket.IO protocol
+(`docs/protocol.md`). Field names are exactly those on the wire: `_id` and
+camelCase. Positional events (``toolCall(callId, name, params, response)``)
+are described by an *args model* whose fields are in wire order;
+:func:`parse_args` maps the positional arguments onto it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "MAX_CONTENT",
+    "MAX_PAYLOAD",
+    "AgentComplete",
+    "AgentResponse",
+    "AgentThinking",
+    "AgentToolCall",
+    "AgentToolResult",
+    "ArgsError",
+    "BlockMode",
+    "BlockOut",
+    "CrashRecoveryRequest",
+    "CrashRecoveryResponse",
+    "DroneEvent",
+    "HubEvent",
+    "IdeEvent",
+    "LogArgs",
+    "Ref",
+    "ToolCallArgs",
+    "ToolCallOut",
+    "TurnOut",
+    "TurnStatus",
+    "WorkOrderCompleteArgs",
+    "WorkspaceMode",
+    "parse_args",
+]
+
+#: Largest single streamed text delta accepted (thinking / response), in characters.
+MAX_CONTENT = 1_000_000
+#: Largest tool parameters / result accepted, in characters.
+MAX_PAYLOAD = 8_000_000
+#: Largest identifier accepted.
+MAX_ID = 200
+
+
+class WorkspaceMode(StrEnum):
+    """Who holds a drone's workspace."""
+
+    IDLE = "idle"
+    USER = "user"
+    AGENT = "agent"
+
+
+class TurnStatus(StrEnum):
+    """Lifecycle of one chat turn."""
+
+    PROCESSING = "processing"
+    FINISHED = "finished"
+    ERROR = "error"
+
+
+class BlockMode(StrEnum):
+    """Kind of one block of a turn."""
+
+    THINKING = "thinking"
+    RESPONDING = "responding"
+    TOOL = "tool"
+
+
+class IdeEvent(StrEnum):
+    """Events an IDE sends to the hub."""
+
+    REQUEST_SESSION_LOCK = "requestSessionLock"
+    RELEASE_SESSION_LOCK = "releaseSessionLock"
+    REQUEST_WORKSPACE_MODE = "requestWorkspaceMode"
+    SUBMIT_PROMPT = "submitPrompt"
+    CANCEL_WORK_ORDER = "cancelWorkOrder"
+    REQUEST_TERMINATION = "requestTermination"
+
+
+class DroneEvent(StrEnum):
+    """Events a drone sends to the hub (all but crash recovery are forwarded to IDEs)."""
+
+    STATUS = "status"
+    LOG = "log"
+    WORKSPACE_MODE_CHANGED = "workspaceModeChanged"
+    THINKING = "thinking"
+    RESPONSE = "response"
+    TOOL_CALL = "toolCall"
+    WORK_ORDER_COMPLETE = "workOrderComplete"
+    REQUEST_CRASH_RECOVERY = "requestCrashRecovery"
+    AGENT_THINKING = "agent:thinking"
+    AGENT_RESPONSE = "agent:response"
+    AGENT_TOOL_CALL = "agent:tool-call"
+    AGENT_TOOL_RESULT = "agent:tool-result"
+    AGENT_COMPLETE = "agent:complete"
+
+
+class HubEvent(StrEnum):
+    """Events the hub originates (to drones, or to IDEs beyond the forwarded drone events)."""
+
+    PROCESS_WORK_ORDER = "processWorkOrder"
+    CRASH_RECOVERY_RESPONSE = "crashRecoveryResponse"
+    REQUEST_WORKSPACE_MODE = "requestWorkspaceMode"
+    REQUEST_TERMINATION = "requestTermination"
+    CANCEL_WORK_ORDER = "cancelWorkOrder"
+    #: hub→IDE: the whole turn so far, sent when an IDE joins a session mid-turn.
+    TURN_SNAPSHOT = "turnSnapshot"
+    #: hub→IDE: a turn was created (its prompt), so every IDE of the session shows it.
+    TURN_STARTED = "turnStarted"
+    #: hub→IDE: a drone's online state, mode or lock changed (for drone lists).
+    DRONE_STATE = "droneState"
+    #: hub→IDE / hub→drone: an event was refused (malformed, unauthorized).
+    ERROR = "error"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+Text = Annotated[str, Field(max_length=MAX_CONTENT)]
+Payload = Annotated[str, Field(max_length=MAX_PAYLOAD)]
+
+
+class Ref(_Wire):
+    """A reference to a stored object: only `_id` is read."""
+
+    id: Id = Field(alias="_id")
+
+
+class CrashRecoveryRequest(_Wire):
+    """Drone→hub `requestCrashRecovery` payload."""
+
+    workspaceId: Id
+    turnId: Id
+    chatSessionId: Id
+
+
+class CrashRecoveryResponse(_Wire):
+    """Hub→drone `crashRecoveryResponse` payload."""
+
+    turnId: str
+    action: Literal["discard", "retry"]
+    retryDelay: int | None = None
+
+
+class AgentThinking(_Wire):
+    """`agent:thinking` payload: a subagent's reasoning delta."""
+
+    agentId: Id
+    thinking: Text
+
+
+class AgentResponse(_Wire):
+    """`agent:response` payload: a subagent's answer delta."""
+
+    agentId: Id
+    chunk: Text
+
+
+class AgentToolCall(_Wire):
+    """`agent:tool-call` payload: a subagent started a tool."""
+
+    agentId: Id
+    tool: Annotated[str, Field(max_length=MAX_ID)]
+    args: Any = None
+
+
+class AgentToolResult(_Wire):
+    """`agent:tool-result` payload: a subagent's tool finished."""
+
+    agentId: Id
+    tool: Annotated[str, Field(max_length=MAX_ID)]
+    result: Any = None
+
+
+class AgentComplete(_Wire):
+    """`agent:complete` payload: a subagent finished; agentId is the parent's tool callId."""
+
+    agentId: Id
+    response: Payload | None = None
+    subagent: dict[str, Any] | None = None
+    stats: dict[str, Any] | None = None
+
+
+class ToolCallArgs(_Wire):
+    """`toolCall(callId, name, params, response)`: params and response are JSON strings."""
+
+    callId: Id
+    name: Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+    params: Payload
+    response: Payload
+
+
+class WorkOrderCompleteArgs(_Wire):
+    """`workOrderComplete(turnId, success, message?)`."""
+
+    turnId: Id
+    success: bool
+    message: Annotated[str, Field(max_length=MAX_CONTENT)] | None = None
+
+
+class LogArgs(_Wire):
+    """`log(timestamp, component, level, message, metadata?)`."""
+
+    timestamp: str | float | int
+    component: Annotated[str, Field(max_length=MAX_ID)]
+    level: Annotated[str, Field(max_length=32)]
+    message: Annotated[str, Field(max_length=MAX_CONTENT)]
+    metadata: Any = None
+
+
+class BlockOut(_Wire):
+    """One block of a turn as JSON (content is text, or a tool call object for tool blocks)."""
+
+    mode: BlockMode
+    createdAt: datetime
+    content: str | dict[str, Any]
+    attempt: int = 1
+
+
+class ToolCallOut(_Wire):
+    """One tool call of a turn as JSON."""
+
+    callId: str
+    name: str
+    parameters: str
+    response: str
+    subagent: dict[str, Any] | None = None
+
+    def tool_block_content(self) -> dict[str, Any]:
+        """The content of this call's tool block: callId, name, parameters, response(, subagent)."""
+        return self.model_dump(exclude_none=True)
+
+
+class TurnOut(_Wire):
+    """A chat turn as JSON, on the wire and in REST."""
+
+    id: str = Field(alias="_id")
+    chatSession: str
+    user: str
+    prompt: str
+    status: TurnStatus
+    errorMessage: str | None = None
+    retries: int = 0
+    createdAt: datetime
+    updatedAt: datetime | None = None
+    blocks: list[BlockOut] = Field(default_factory=list)
+    toolCalls: list[ToolCallOut] = Field(default_factory=list)
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON-ready dict with `_id` and without unset optional fields."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ArgsError(ValueError):
+    """Positional event arguments did not match the event's args model."""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_args(model: type[M], args: tuple[Any, ...] | list[Any]) -> M:
+    """Validate positional wire arguments against `model`, whose fields are in wire order.
+
+    Raises:
+        ArgsError: too many arguments, or a value of the wrong type / size; the
+            message names the field and what was expected.
+    """
+    names = list(model.model_fields)
+    if len(args) > len(names):
+        raise ArgsError(
+            f"expected at most {len(names)} arguments ({', '.join(names)}), got {len(args)}"
+        )
+    try:
+        return model.model_validate(dict(zip(names, args, strict=False)))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or model.__name__
+        raise ArgsError(f"{where}: {first['msg']}") from None

@@ -1,0 +1,371 @@
+"""The one storage interface of the hub: every read and write of the database goes here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gadget.protocol import BlockMode, BlockOut, ToolCallOut, TurnOut, TurnStatus
+from gadget.store.tables import (
+    ChatSession,
+    ChatTurn,
+    DroneRegistration,
+    Project,
+    ToolCall,
+    TurnBlock,
+    User,
+    utcnow,
+)
+
+
+class Store:
+    """Async repository over SQLAlchemy: users, projects, drones, sessions, turns, blocks."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._session = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def close(self) -> None:
+        """Release every pooled connection."""
+        await self.engine.dispose()
+
+    def session(self) -> AsyncSession:
+        """A new unit of work (use as `async with store.session() as s`)."""
+        return self._session()
+
+    async def _add(self, row: Any) -> Any:
+        async with self._session() as s:
+            s.add(row)
+            await s.commit()
+            return row
+
+    async def _get(self, table: type[Any], id_: str) -> Any:
+        async with self._session() as s:
+            return await s.get(table, id_)
+
+    async def _all(self, stmt: Any) -> list[Any]:
+        async with self._session() as s:
+            return list((await s.scalars(stmt)).all())
+
+    async def _execute(self, stmt: Any) -> None:
+        async with self._session() as s:
+            await s.execute(stmt)
+            await s.commit()
+
+    # -- users -----------------------------------------------------------------
+    async def create_user(self, username: str, password_hash: str) -> User:
+        """Insert a user."""
+        row: User = await self._add(User(username=username, password_hash=password_hash))
+        return row
+
+    async def user_by_name(self, username: str) -> User | None:
+        """The user called `username`, if any."""
+        rows = await self._all(select(User).where(User.username == username))
+        return rows[0] if rows else None
+
+    async def get_user(self, user_id: str) -> User | None:
+        """The user with this id, if any."""
+        row: User | None = await self._get(User, user_id)
+        return row
+
+    async def count_users(self) -> int:
+        """How many users exist."""
+        async with self._session() as s:
+            return int(await s.scalar(select(func.count()).select_from(User)) or 0)
+
+    # -- projects --------------------------------------------------------------
+    async def create_project(self, owner_id: str, name: str, description: str) -> Project:
+        """Insert a project owned by `owner_id`."""
+        row: Project = await self._add(
+            Project(owner_id=owner_id, name=name, description=description)
+        )
+        return row
+
+    async def list_projects(self, owner_id: str) -> list[Project]:
+        """The owner's projects, oldest first."""
+        stmt = select(Project).where(Project.owner_id == owner_id).order_by(Project.created_at)
+        return await self._all(stmt)
+
+    async def get_project(self, project_id: str) -> Project | None:
+        """The project with this id, if any (callers check ownership)."""
+        row: Project | None = await self._get(Project, project_id)
+        return row
+
+    # -- drones ----------------------------------------------------------------
+    async def create_drone(
+        self, owner_id: str, name: str, hostname: str, key_hash: str
+    ) -> DroneRegistration:
+        """Insert a drone registration."""
+        row: DroneRegistration = await self._add(
+            DroneRegistration(owner_id=owner_id, name=name, hostname=hostname, key_hash=key_hash)
+        )
+        return row
+
+    async def list_drones(self, owner_id: str) -> list[DroneRegistration]:
+        """The owner's drones, oldest first."""
+        stmt = (
+            select(DroneRegistration)
+            .where(DroneRegistration.owner_id == owner_id)
+            .order_by(DroneRegistration.created_at)
+        )
+        return await self._all(stmt)
+
+    async def get_drone(self, drone_id: str) -> DroneRegistration | None:
+        """The drone registration with this id, if any (callers check ownership)."""
+        row: DroneRegistration | None = await self._get(DroneRegistration, drone_id)
+        return row
+
+    async def delete_drone(self, drone_id: str) -> None:
+        """Delete a drone registration; its chat sessions keep their turns."""
+        async with self._session() as s:
+            row = await s.get(DroneRegistration, drone_id)
+            if row is not None:
+                await s.delete(row)
+                await s.commit()
+
+    async def touch_drone(self, drone_id: str, hostname: str | None = None) -> None:
+        """Record that the drone was seen now (and its hostname when it says one)."""
+        values: dict[str, Any] = {"last_seen": utcnow()}
+        if hostname:
+            values["hostname"] = hostname
+        await self._execute(
+            update(DroneRegistration).where(DroneRegistration.id == drone_id).values(**values)
+        )
+
+    # -- chat sessions ---------------------------------------------------------
+    async def create_chat_session(
+        self, user_id: str, project_id: str, drone_id: str
+    ) -> ChatSession:
+        """Insert a chat session of `user_id` in `project_id` served by `drone_id`."""
+        row: ChatSession = await self._add(
+            ChatSession(user_id=user_id, project_id=project_id, drone_id=drone_id)
+        )
+        return row
+
+    async def get_chat_session(self, chat_session_id: str) -> ChatSession | None:
+        """The chat session with this id, if any (callers check ownership)."""
+        row: ChatSession | None = await self._get(ChatSession, chat_session_id)
+        return row
+
+    async def set_session_drone(self, chat_session_id: str, drone_id: str) -> None:
+        """Bind a chat session to the drone that now serves it."""
+        await self._execute(
+            update(ChatSession).where(ChatSession.id == chat_session_id).values(drone_id=drone_id)
+        )
+
+    async def list_chat_sessions(self, user_id: str, project_id: str | None) -> list[ChatSession]:
+        """The user's chat sessions (optionally of one project), newest first."""
+        stmt = select(ChatSession).where(ChatSession.user_id == user_id)
+        if project_id is not None:
+            stmt = stmt.where(ChatSession.project_id == project_id)
+        return await self._all(stmt.order_by(ChatSession.created_at.desc()))
+
+    # -- turns -----------------------------------------------------------------
+    async def create_turn(self, chat_session_id: str, user_id: str, prompt: str) -> ChatTurn:
+        """Insert a processing turn; the session takes its title from its first prompt."""
+        async with self._session() as s:
+            turn = ChatTurn(
+                chat_session_id=chat_session_id,
+                user_id=user_id,
+                prompt=prompt,
+                status=TurnStatus.PROCESSING.value,
+            )
+            s.add(turn)
+            await s.execute(
+                update(ChatSession)
+                .where(ChatSession.id == chat_session_id, ChatSession.title == "")
+                .values(title=" ".join(prompt.split())[:80])
+            )
+            await s.commit()
+            return turn
+
+    async def get_turn(self, turn_id: str) -> ChatTurn | None:
+        """The turn row (without blocks), if any."""
+        row: ChatTurn | None = await self._get(ChatTurn, turn_id)
+        return row
+
+    async def set_turn_status(
+        self, turn_id: str, status: TurnStatus, error_message: str | None = None
+    ) -> None:
+        """Set a turn's status (and error message; cleared when None)."""
+        await self._execute(
+            update(ChatTurn)
+            .where(ChatTurn.id == turn_id)
+            .values(status=status.value, error_message=error_message, updated_at=utcnow())
+        )
+
+    async def add_retry(self, turn_id: str) -> None:
+        """Count one more attempt of a turn and put it back to processing."""
+        await self._execute(
+            update(ChatTurn)
+            .where(ChatTurn.id == turn_id)
+            .values(
+                retries=ChatTurn.retries + 1,
+                status=TurnStatus.PROCESSING.value,
+                error_message=None,
+                updated_at=utcnow(),
+            )
+        )
+
+    async def processing_turns(self) -> list[tuple[ChatTurn, ChatSession]]:
+        """Every turn still processing, with its chat session."""
+        async with self._session() as s:
+            stmt = (
+                select(ChatTurn, ChatSession)
+                .join(ChatSession, ChatSession.id == ChatTurn.chat_session_id)
+                .where(ChatTurn.status == TurnStatus.PROCESSING.value)
+            )
+            return [(t, c) for t, c in (await s.execute(stmt)).all()]
+
+    async def turn_out(self, turn_id: str) -> TurnOut | None:
+        """The whole turn as wire JSON, or None."""
+        turns = await self._turns_out(select(ChatTurn).where(ChatTurn.id == turn_id))
+        return turns[0] if turns else None
+
+    async def session_turns(self, chat_session_id: str) -> list[TurnOut]:
+        """Every turn of a chat session as wire JSON, oldest first."""
+        stmt = (
+            select(ChatTurn)
+            .where(ChatTurn.chat_session_id == chat_session_id)
+            .order_by(ChatTurn.created_at, ChatTurn.id)
+        )
+        return await self._turns_out(stmt)
+
+    async def _turns_out(self, stmt: Any) -> list[TurnOut]:
+        async with self._session() as s:
+            turns = list((await s.scalars(stmt)).all())
+            if not turns:
+                return []
+            ids = [t.id for t in turns]
+            blocks = (
+                await s.scalars(
+                    select(TurnBlock).where(TurnBlock.turn_id.in_(ids)).order_by(TurnBlock.idx)
+                )
+            ).all()
+            calls = (
+                await s.scalars(
+                    select(ToolCall).where(ToolCall.turn_id.in_(ids)).order_by(ToolCall.id)
+                )
+            ).all()
+        return [_turn_out(t, blocks, calls) for t in turns]
+
+    # -- blocks and tool calls (the recorder's O(1) appends) -------------------
+    async def next_block_idx(self, turn_id: str) -> int:
+        """The index the next block of this turn gets."""
+        async with self._session() as s:
+            top = await s.scalar(
+                select(func.max(TurnBlock.idx)).where(TurnBlock.turn_id == turn_id)
+            )
+            return 0 if top is None else int(top) + 1
+
+    async def insert_block(
+        self, turn_id: str, idx: int, attempt: int, mode: BlockMode, at: datetime, content: str
+    ) -> int:
+        """Insert a text block; returns its row id."""
+        row = TurnBlock(
+            turn_id=turn_id,
+            idx=idx,
+            attempt=attempt,
+            mode=mode.value,
+            created_at=at,
+            content=content,
+        )
+        await self._add(row)
+        return row.id
+
+    async def append_block(self, block_id: int, delta: str) -> None:
+        """Append text to a growing block in place (no read of the turn)."""
+        await self._execute(
+            update(TurnBlock)
+            .where(TurnBlock.id == block_id)
+            .values(content=TurnBlock.content + delta)
+        )
+
+    async def insert_tool_call(
+        self, turn_id: str, idx: int, attempt: int, at: datetime, call: ToolCallOut
+    ) -> None:
+        """Insert a tool call and the tool block that points at it, in one transaction."""
+        async with self._session() as s:
+            row = ToolCall(
+                turn_id=turn_id,
+                call_id=call.callId,
+                name=call.name,
+                parameters=call.parameters,
+                response=call.response,
+            )
+            s.add(row)
+            await s.flush()
+            s.add(
+                TurnBlock(
+                    turn_id=turn_id,
+                    idx=idx,
+                    attempt=attempt,
+                    mode=BlockMode.TOOL.value,
+                    created_at=at,
+                    content="",
+                    tool_call_id=row.id,
+                )
+            )
+            await s.commit()
+
+    async def complete_tool_call(
+        self, turn_id: str, call_id: str, response: str | None, subagent: dict[str, Any] | None
+    ) -> None:
+        """Set a tool call's final response and subagent summary (its block follows)."""
+        values: dict[str, Any] = {}
+        if response is not None:
+            values["response"] = response
+        if subagent is not None:
+            values["subagent"] = json.dumps(subagent)
+        if values:
+            await self._execute(
+                update(ToolCall)
+                .where(ToolCall.turn_id == turn_id, ToolCall.call_id == call_id)
+                .values(**values)
+            )
+
+
+def _tool_out(call: ToolCall) -> ToolCallOut:
+    return ToolCallOut(
+        callId=call.call_id,
+        name=call.name,
+        parameters=call.parameters,
+        response=call.response,
+        subagent=json.loads(call.subagent) if call.subagent else None,
+    )
+
+
+def _turn_out(turn: ChatTurn, blocks: Sequence[TurnBlock], calls: Sequence[ToolCall]) -> TurnOut:
+    tools = {c.id: _tool_out(c) for c in calls if c.turn_id == turn.id}
+    out_blocks = []
+    for b in blocks:
+        if b.turn_id != turn.id:
+            continue
+        content: str | dict[str, Any] = b.content
+        if b.tool_call_id is not None:
+            content = tools[b.tool_call_id].tool_block_content()
+        out_blocks.append(
+            BlockOut(
+                mode=BlockMode(b.mode), createdAt=b.created_at, content=content, attempt=b.attempt
+            )
+        )
+    tool_list = list(tools.values())
+    return TurnOut(
+        id=turn.id,
+        chatSession=turn.chat_session_id,
+        user=turn.user_id,
+        prompt=turn.prompt,
+        status=TurnStatus(turn.status),
+        errorMessage=turn.error_message,
+        retries=turn.retries,
+        createdAt=turn.created_at,
+        updatedAt=turn.updated_at,
+        blocks=out_blocks,
+        toolCalls=tool_list,
+        stats={"toolCallCount": len(tool_list), "blockCount": len(out_blocks)},
+    )
