@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -49,5 +50,6 @@ def alembic_config(url: str) -> Config:
 
 async def migrate(url: str) -> None:
     """Upgrade the database at `url` to the newest schema."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     # Alembic's env.py runs its own event loop, so it gets a thread of its own.
     await asyncio.to_thread(command.upgrade, alembic_config(url), "head")

@@ -263,6 +263,18 @@ class Store:
             )
             return 0 if top is None else int(top) + 1
 
+    async def last_text_block_row(self, turn_id: str) -> int | None:
+        """Row id of the turn's last block when it is a text block (to keep growing it)."""
+        rows = await self._all(
+            select(TurnBlock)
+            .where(TurnBlock.turn_id == turn_id)
+            .order_by(TurnBlock.idx.desc())
+            .limit(1)
+        )
+        if rows and rows[0].tool_call_id is None:
+            return int(rows[0].id)
+        return None
+
     async def insert_block(
         self, turn_id: str, idx: int, attempt: int, mode: BlockMode, at: datetime, content: str
     ) -> int:

@@ -1,0 +1,1 @@
+"""REST routers under /api: auth, projects, drones, chat sessions and turns."""

@@ -1,0 +1,67 @@
+"""GET/POST /api/drones, DELETE /api/drones/{id}, POST /api/drones/{id}/terminate."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel, StringConstraints
+
+from gadget.hub.api.deps import HubDep, UserDep
+from gadget.hub.auth import Auth
+from gadget.hub.exceptions import NotFound
+from gadget.hub.routing import DroneLink
+from gadget.hub.views import drone_json
+from gadget.store.tables import DroneRegistration
+
+router = APIRouter(prefix="/api/drones", tags=["drones"])
+
+
+class NewDrone(BaseModel):
+    """A drone to register."""
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    hostname: Annotated[str, StringConstraints(max_length=255)] = ""
+
+
+def _with_state(drone: DroneRegistration, hub: HubDep) -> dict[str, Any]:
+    link = hub.router.drones.get(drone.id) or DroneLink(drone.id, drone.owner_id, drone.name)
+    return {**drone_json(drone), **link.view()}
+
+
+async def _own(drone_id: str, user_id: str, hub: HubDep) -> DroneRegistration:
+    drone = await hub.store.get_drone(drone_id)
+    if drone is None or drone.owner_id != user_id:
+        raise NotFound(f"unknown drone {drone_id}")
+    return drone
+
+
+@router.get("")
+async def list_drones(user: UserDep, hub: HubDep) -> list[dict[str, Any]]:
+    """The user's drones with online state, workspace mode and lock holder."""
+    return [_with_state(d, hub) for d in await hub.store.list_drones(user.id)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def register_drone(body: NewDrone, user: UserDep, hub: HubDep) -> dict[str, Any]:
+    """Register a drone; the key is in this answer only (it is stored hashed)."""
+    key, key_hash = Auth.new_drone_key()
+    drone = await hub.store.create_drone(user.id, body.name, body.hostname, key_hash)
+    return {"registration": drone_json(drone), "key": key}
+
+
+@router.delete("/{drone_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_drone(drone_id: str, user: UserDep, hub: HubDep) -> Response:
+    """Forget a drone: it can no longer connect (a connected socket is closed)."""
+    await _own(drone_id, user.id, hub)
+    await hub.store.delete_drone(drone_id)
+    link = hub.router.drones.pop(drone_id, None)
+    if link is not None and link.sid is not None:
+        await hub.sio.disconnect(link.sid)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{drone_id}/terminate")
+async def terminate_drone(drone_id: str, user: UserDep, hub: HubDep) -> dict[str, Any]:
+    """Ask a connected drone to stop: `{"success": bool}`."""
+    return {"success": await hub.sessions.terminate(user.id, drone_id)}

@@ -1,0 +1,145 @@
+"""create_app(settings): the hub's FastAPI + Socket.IO application; nothing happens at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import socketio
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from gadget.config import Settings
+from gadget.hub import fastjson
+from gadget.hub.api import auth, chats, deps, drones, errors, projects
+from gadget.hub.auth import Auth
+from gadget.hub.bus import Bus
+from gadget.hub.recorder import Recorder
+from gadget.hub.recovery import Recovery
+from gadget.hub.routing import Router
+from gadget.hub.sessions import Sessions
+from gadget.hub.sockets.base import Dispatcher
+from gadget.hub.sockets.connect import ConnectHandlers
+from gadget.hub.sockets.drone import DroneHandlers
+from gadget.hub.sockets.ide import IdeHandlers
+from gadget.hub.tasks import Tasks
+from gadget.hub.turns import WorkOrders
+from gadget.hub.users import Users
+from gadget.protocol import MAX_PAYLOAD
+from gadget.store.database import make_engine, migrate
+from gadget.store.repository import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Hub:
+    """Every service of one hub process, wired together by :func:`build_hub`."""
+
+    settings: Settings
+    sio: socketio.AsyncServer
+    store: Store
+    auth: Auth
+    users: Users
+    router: Router
+    recorder: Recorder
+    tasks: Tasks
+    turns: WorkOrders
+    sessions: Sessions
+    recovery: Recovery
+    ready: bool = False
+
+    async def start(self) -> None:
+        """Migrate the database and pick up turns left processing by an earlier run."""
+        await migrate(self.settings.resolved_database_url())
+        await self.recovery.orphans_at_start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        """Write everything buffered, stop timers and close the database."""
+        self.ready = False
+        await self.recorder.close()
+        await self.tasks.close()
+        await self.store.close()
+
+
+def build_hub(settings: Settings) -> Hub:
+    """Create every service and register the socket handlers."""
+    manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        cors_allowed_origins=[],
+        async_handlers=False,  # one connection's events in order (see sockets/drone.py)
+        json=fastjson,
+        max_http_buffer_size=2 * MAX_PAYLOAD + 1_000_000,
+        client_manager=manager,
+    )
+    store = Store(make_engine(settings.resolved_database_url()))
+    authn = Auth(settings.resolved_secret_key(), settings.token_ttl_s)
+    router, bus, tasks = Router(), Bus(sio), Tasks()
+    recorder = Recorder(store, settings.flush_interval_ms, settings.flush_bytes)
+    turns = WorkOrders(settings, store, router, recorder, bus, tasks)
+    sessions = Sessions(settings, store, router, bus, tasks, turns)
+    recovery = Recovery(settings, store, router, recorder, bus, tasks, turns, sessions)
+    ConnectHandlers(sio, authn, store, router, sessions, recovery).install()
+    Dispatcher(sio, router, bus).install(
+        ide=IdeHandlers(router, sessions, turns).table(),
+        drone=DroneHandlers(router, bus, recorder, turns, sessions, recovery).table(),
+    )
+    users = Users(store, authn)
+    return Hub(
+        settings, sio, store, authn, users, router, recorder, tasks, turns, sessions, recovery
+    )
+
+
+def _web_root() -> Path:
+    return Path(str(files("gadget.ide") / "web"))
+
+
+def build_api(hub: Hub) -> FastAPI:
+    """The REST API, /healthz and the web IDE's files."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    api = FastAPI(title="Gadget Code hub", lifespan=lifespan)
+    api.state.hub = hub
+    errors.install(api)
+    for module in (auth, projects, drones, chats):
+        api.include_router(module.router)
+
+    @api.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"ok": hub.ready}, status_code=200 if hub.ready else 503)
+
+    web = _web_root()
+    if (web / "index.html").is_file():
+        api.mount("/static", StaticFiles(directory=web), name="static")
+
+        @api.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(web / "index.html", headers={"Cache-Control": "no-cache"})
+
+    return api
+
+
+def create_app(settings: Settings | None = None) -> Any:
+    """The hub's ASGI application (Socket.IO at /socket.io, everything else FastAPI)."""
+    hub = build_hub(settings or Settings())
+    app = socketio.ASGIApp(hub.sio, other_asgi_app=build_api(hub))
+    app.hub = hub
+    return app
+
+
+__all__ = ["Hub", "build_hub", "create_app", "deps"]

@@ -1,0 +1,1 @@
+"""Where events enter the hub: the Socket.IO connect/disconnect and event handlers."""

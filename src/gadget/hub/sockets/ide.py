@@ -1,0 +1,107 @@
+"""Events from IDEs (the reference's CodeSession): validate, authorize, call a service, reply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gadget.hub.exceptions import HubError
+from gadget.hub.routing import IdeLink, Router
+from gadget.hub.sessions import Sessions
+from gadget.hub.sockets.base import Handler, Reply
+from gadget.hub.turns import WorkOrders
+from gadget.protocol import MAX_CONTENT, MAX_ID, ArgsError, IdeEvent, Ref, WorkspaceMode
+
+
+def _ref(value: Any, what: str) -> str:
+    if not isinstance(value, dict):
+        raise ArgsError(f"{what}: expected an object with _id, got {type(value).__name__}")
+    return Ref.model_validate(value).id
+
+
+def _chat_session_id(value: Any) -> str | None:
+    """`null` or `{}` asks for a new chat session; `{"_id"}` resumes one."""
+    if value is None or value == {}:
+        return None
+    return _ref(value, "chatSession")
+
+
+def _id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID:
+        raise ArgsError(f"{what}: expected an id string, got {type(value).__name__}")
+    return value
+
+
+class IdeHandlers:
+    """One method per IDE→hub event; acks answer `(success, value or reason)`."""
+
+    def __init__(self, router: Router, sessions: Sessions, turns: WorkOrders) -> None:
+        self._router = router
+        self._sessions = sessions
+        self._turns = turns
+
+    def table(self) -> dict[str, Handler]:
+        """The dispatch table: event name → handler."""
+        return {
+            IdeEvent.REQUEST_SESSION_LOCK: self.on_lock,
+            IdeEvent.RELEASE_SESSION_LOCK: self.on_release,
+            IdeEvent.REQUEST_WORKSPACE_MODE: self.on_mode,
+            IdeEvent.SUBMIT_PROMPT: self.on_prompt,
+            IdeEvent.CANCEL_WORK_ORDER: self.on_cancel,
+            IdeEvent.REQUEST_TERMINATION: self.on_terminate,
+        }
+
+    def _ide(self, sid: str) -> IdeLink:
+        return self._router.ides[sid]
+
+    async def on_lock(self, sid: str, *args: Any) -> Reply:
+        """requestSessionLock(registration, project, chatSession) → (True, chatSessionId)."""
+        if len(args) != 3:
+            raise ArgsError(
+                f"expected 3 arguments (registration, project, chatSession), got {len(args)}"
+            )
+        drone_id = _ref(args[0], "registration")
+        project_id = _ref(args[1], "project")
+        chat_id = await self._sessions.lock(
+            self._ide(sid), drone_id, project_id, _chat_session_id(args[2])
+        )
+        return (True, chat_id)
+
+    async def on_release(self, sid: str, *args: Any) -> Reply:
+        """releaseSessionLock() → (True,)."""
+        await self._sessions.release(self._ide(sid))
+        return (True,)
+
+    async def on_mode(self, sid: str, *args: Any) -> Reply:
+        """requestWorkspaceMode(mode): forwarded to the drone, which answers workspaceModeChanged."""
+        if len(args) != 1 or args[0] not in WorkspaceMode._value2member_map_:
+            raise ArgsError("mode: expected one of 'idle', 'user', 'agent'")
+        await self._sessions.set_mode(self._ide(sid), WorkspaceMode(args[0]))
+        return (True,)
+
+    async def on_prompt(self, sid: str, *args: Any) -> Reply:
+        """submitPrompt(prompt) → (True, turnId)."""
+        if len(args) != 1 or not isinstance(args[0], str) or not args[0].strip():
+            raise ArgsError("prompt: expected one non-empty string")
+        if len(args[0]) > MAX_CONTENT:
+            raise ArgsError(f"prompt: longer than {MAX_CONTENT} characters")
+        turn_id = await self._turns.submit(self._ide(sid), args[0])
+        return (True, turn_id)
+
+    async def on_cancel(self, sid: str, *args: Any) -> Reply:
+        """cancelWorkOrder(turnId) → (True,); the drone ends the turn with "cancelled"."""
+        if len(args) != 1:
+            raise ArgsError("expected one argument: turnId")
+        await self._turns.cancel(self._ide(sid), _id(args[0], "turnId"))
+        return (True,)
+
+    async def on_terminate(self, sid: str, *args: Any) -> Reply:
+        """requestTermination(registrationId) → (success,)."""
+        if len(args) != 1:
+            raise ArgsError("expected one argument: registrationId")
+        try:
+            ok = await self._sessions.terminate(
+                self._ide(sid).user_id, _id(args[0], "registrationId")
+            )
+        except HubError as exc:
+            return (False, str(exc))
+        return (ok,)

@@ -1,0 +1,29 @@
+"""Fixtures shared by every test: a real hub on a loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import HubHarness, hub_settings, running_hub
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
+    """A hub with its own SQLite file in tmp_path, signup open, short timers."""
+    async with running_hub(hub_settings(tmp_path / "home")) as h:
+        yield h
+
+
+@pytest.fixture
+def hub_factory(tmp_path: Path) -> Callable[..., AbstractAsyncContextManager[HubHarness]]:
+    """Start hubs with custom settings (same home each time: a restart keeps the database)."""
+
+    def factory(**overrides: Any) -> AbstractAsyncContextManager[HubHarness]:
+        return running_hub(hub_settings(tmp_path / "home", **overrides))
+
+    return factory

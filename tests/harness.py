@@ -1,0 +1,220 @@
+"""A real hub on a loopback port, and real Socket.IO clients that talk to it.
+
+Used by every test that needs the hub: `hub` (conftest.py) starts one per test
+with its own SQLite file; `EventLog` records what a client receives so tests can
+wait for and assert on events in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import socketio
+import uvicorn
+
+from gadget.config import Settings
+from gadget.hub.app import Hub
+from gadget.hub.server import uvicorn_config
+
+
+@dataclass
+class EventLog:
+    """Every event a client received, in order, with a way to wait for one."""
+
+    events: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def attach(self, sio: socketio.AsyncClient) -> None:
+        """Record every event `sio` receives (handlers registered later take precedence)."""
+
+        async def catch_all(event: str, *args: Any) -> None:
+            self.add(event, args)
+
+        sio.on("*", handler=catch_all)
+
+    def add(self, event: str, args: tuple[Any, ...]) -> None:
+        self.events.append((event, args))
+        self._changed.set()
+
+    def of(self, event: str) -> list[tuple[Any, ...]]:
+        """The argument tuples of every `event` received so far."""
+        return [a for e, a in self.events if e == event]
+
+    async def wait_for(
+        self,
+        event: str,
+        pred: Callable[[tuple[Any, ...]], bool] = lambda _: True,
+        timeout: float = 10,
+    ) -> tuple[Any, ...]:
+        """The first `event` whose arguments satisfy `pred`, waiting up to `timeout` s."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for e, a in self.events:
+                    if e == event and pred(a):
+                        return a
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@dataclass
+class Client:
+    """A connected Socket.IO client and what it received."""
+
+    sio: socketio.AsyncClient
+    log: EventLog
+
+    async def call(self, event: str, *args: Any, timeout: float = 10) -> Any:
+        """Emit with an ack and return the ack's arguments."""
+        return await self.sio.call(event, args, timeout=timeout)
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Emit without an ack."""
+        await self.sio.emit(event, args)
+
+    async def close(self) -> None:
+        """Disconnect."""
+        await self.sio.disconnect()
+
+
+class HubHarness:
+    """A running hub and helpers that act as a user of it."""
+
+    def __init__(self, server: uvicorn.Server, hub: Hub, url: str) -> None:
+        self.server = server
+        self.hub = hub
+        self.url = url
+        self.settings = hub.settings
+        self.http = httpx.AsyncClient(base_url=url, timeout=30)
+        self.clients: list[Client] = []
+
+    async def signup(self, username: str, password: str = "pw-secret") -> str:
+        """Register a user; returns its token."""
+        r = await self.http.post(
+            "/api/auth/register", json={"username": username, "password": password}
+        )
+        assert r.status_code == 201, r.text
+        token: str = r.json()["token"]
+        return token
+
+    def bearer(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async def create_project(self, token: str, name: str = "proj") -> str:
+        r = await self.http.post("/api/projects", json={"name": name}, headers=self.bearer(token))
+        assert r.status_code == 201, r.text
+        project_id: str = r.json()["_id"]
+        return project_id
+
+    async def create_drone(self, token: str, name: str = "drone") -> tuple[str, str]:
+        """Register a drone; returns (registration id, key)."""
+        r = await self.http.post("/api/drones", json={"name": name}, headers=self.bearer(token))
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return body["registration"]["_id"], body["key"]
+
+    async def get_turn(self, token: str, turn_id: str) -> dict[str, Any]:
+        r = await self.http.get(f"/api/turns/{turn_id}", headers=self.bearer(token))
+        assert r.status_code == 200, r.text
+        turn: dict[str, Any] = r.json()
+        return turn
+
+    async def connect(
+        self, auth: dict[str, Any], setup: Callable[[socketio.AsyncClient], None] | None = None
+    ) -> Client:
+        """A connected client with `auth`; `setup` registers handlers before connecting."""
+        sio = socketio.AsyncClient(reconnection=False)
+        log = EventLog()
+        log.attach(sio)
+        if setup is not None:
+            setup(sio)
+        await sio.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=10)
+        client = Client(sio, log)
+        self.clients.append(client)
+        return client
+
+    async def ide(self, token: str) -> Client:
+        """A connected IDE socket."""
+        return await self.connect({"token": token})
+
+    async def drone(self, registration_id: str, key: str, ack: Any = True) -> Client:
+        """A scripted drone: records work orders and acknowledges them with `ack`."""
+        log_ref: list[EventLog] = []
+
+        def setup(sio: socketio.AsyncClient) -> None:
+            async def process(*args: Any) -> Any:
+                log_ref[0].add("processWorkOrder", args)
+                return ack
+
+            async def terminate(*args: Any) -> Any:
+                log_ref[0].add("requestTermination", args)
+                return True
+
+            sio.on("processWorkOrder", handler=process)
+            sio.on("requestTermination", handler=terminate)
+
+        sio = socketio.AsyncClient(reconnection=False)
+        log = EventLog()
+        log_ref.append(log)
+        log.attach(sio)
+        setup(sio)
+        await sio.connect(
+            self.url,
+            auth={"registrationId": registration_id, "key": key},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        client = Client(sio, log)
+        self.clients.append(client)
+        return client
+
+    async def settle(self) -> None:
+        """Wait until every buffered block and queued write is in the database."""
+        await self.hub.recorder.drain()
+
+    async def close(self) -> None:
+        for c in self.clients:
+            with contextlib.suppress(Exception):
+                await c.sio.disconnect()
+        await self.http.aclose()
+
+
+@contextlib.asynccontextmanager
+async def running_hub(settings: Settings) -> AsyncIterator[HubHarness]:
+    """Serve a hub with `settings` on a free loopback port until the block ends."""
+    config = uvicorn_config(settings, host="127.0.0.1", port=0, log_level="error")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    app: Any = config.app
+    harness = HubHarness(server, app.hub, f"http://127.0.0.1:{port}")
+    try:
+        yield harness
+    finally:
+        await harness.close()
+        server.should_exit = True
+        await task
+
+
+def hub_settings(home: Path, **overrides: Any) -> Settings:
+    """Settings for a test hub: its own home and SQLite file, fast timers."""
+    values: dict[str, Any] = {
+        "home": home,
+        "secret_key": "test-secret-key-0123456789abcdef0123456789",
+        "allow_signup": True,
+        "retry_delay_ms": 100,
+        "max_retries": 2,
+        "drone_grace_s": 1.0,
+        "work_order_ack_timeout_s": 5,
+    }
+    values.update(overrides)
+    return Settings(**values)
