@@ -51,5 +51,7 @@ def alembic_config(url: str) -> Config:
 async def migrate(url: str) -> None:
     """Upgrade the database at `url` to the newest schema."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if url.startswith("sqlite"):
+        _ensure_sqlite_dir(url)
     # Alembic's env.py runs its own event loop, so it gets a thread of its own.
     await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
