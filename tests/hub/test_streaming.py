@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from tests.harness import Client, HubHarness
-
-
-async def setup_session(hub: HubHarness, user: str = "ann") -> tuple[str, Client, Client, str, str]:
-    """A user with a connected drone locked by an IDE: (token, ide, drone, chat id, drone id)."""
-    token = await hub.signup(user)
-    drone_id, key = await hub.create_drone(token)
-    project_id = await hub.create_project(token)
-    drone = await hub.drone(drone_id, key)
-    ide = await hub.ide(token)
-    ok, chat_id = await ide.call("requestSessionLock", {"_id": drone_id}, {"_id": project_id}, None)
-    assert ok is True, chat_id
-    return token, ide, drone, chat_id, drone_id
-
-
-async def start_turn(ide: Client, drone: Client, prompt: str = "hello") -> str:
-    ok, turn_id = await ide.call("submitPrompt", prompt)
-    assert ok is True, turn_id
-    await drone.log.wait_for("processWorkOrder", lambda a: a[3]["_id"] == turn_id)
-    return str(turn_id)
+from tests.harness import HubHarness
+from tests.hub.helpers import eventually, lock, setup_session, start_turn
 
 
 async def test_work_order_carries_registration_project_session_and_turn(hub: HubHarness) -> None:
-    token, ide, drone, chat_id, drone_id = await setup_session(hub)
-    turn_id = await start_turn(ide, drone, "fix the bug")
+    s = await setup_session(hub)
+    drone, chat_id, drone_id = s.drone, s.chat_id, s.drone_id
+    turn_id = await start_turn(s.ide, drone, "fix the bug")
     registration, project, chat, turn = drone.log.of("processWorkOrder")[0]
     assert (
         registration["_id"] == drone_id
@@ -50,7 +36,8 @@ async def test_work_order_carries_registration_project_session_and_turn(hub: Hub
 async def test_interleaved_stream_is_forwarded_in_order_and_stored_as_blocks(
     hub: HubHarness,
 ) -> None:
-    token, ide, drone, chat_id, _ = await setup_session(hub)
+    s = await setup_session(hub)
+    token, ide, drone = s.token, s.ide, s.drone
     turn_id = await start_turn(ide, drone)
     sent: list[tuple[str, tuple[Any, ...]]] = [
         ("thinking", ("Let me ",)),
@@ -95,3 +82,113 @@ async def test_interleaved_stream_is_forwarded_in_order_and_stored_as_blocks(
     # The stored record and the live record agree.
     stored = await hub.hub.store.turn_out(turn_id)
     assert stored is not None and stored.wire()["blocks"] == turn["blocks"]
+
+
+async def stored_blocks(hub: HubHarness, turn_id: str) -> list[tuple[str, Any]]:
+    """(mode, content) of every block of the turn as the database holds it now."""
+    turn = await hub.hub.store.turn_out(turn_id)
+    assert turn is not None
+    return [(b.mode.value, b.content) for b in turn.blocks]
+
+
+async def test_growing_block_is_stored_while_it_grows_as_one_block(hub: HubHarness) -> None:
+    s = await setup_session(hub)
+    turn_id = await start_turn(s.ide, s.drone)
+    await s.drone.emit("response", "Hello ")
+    await s.drone.emit("response", "world")
+    await s.ide.log.wait_for("response", lambda a: a == ("world",))
+    # flush_interval_ms is 250: past it, without completion, the text is stored.
+    await asyncio.sleep(0.4)
+    assert await stored_blocks(hub, turn_id) == [("responding", "Hello world")]
+    await s.drone.emit("response", ", again")
+    await asyncio.sleep(0.4)
+    assert await stored_blocks(hub, turn_id) == [("responding", "Hello world, again")]
+    await s.drone.emit("workOrderComplete", turn_id, True)
+    await s.ide.log.wait_for("workOrderComplete")
+    await hub.settle()
+    assert await stored_blocks(hub, turn_id) == [("responding", "Hello world, again")]
+
+
+async def test_pending_bytes_past_the_threshold_trigger_a_write(
+    hub_factory: Callable[..., AbstractAsyncContextManager[HubHarness]],
+) -> None:
+    async with hub_factory(flush_interval_ms=60_000) as hub:
+        s = await setup_session(hub)
+        turn_id = await start_turn(s.ide, s.drone)
+        first = "a" * 10_000
+        await s.drone.emit("thinking", first)
+        await s.ide.log.wait_for("thinking")
+        await asyncio.sleep(0.2)
+        assert await stored_blocks(hub, turn_id) == []  # below 16 KiB and no timer yet
+        second = "b" * 7_000  # now 17,000 pending >= 16,384
+        await s.drone.emit("thinking", second)
+        await eventually(
+            lambda: _has_blocks(hub, turn_id, [("thinking", first + second)]), timeout=3
+        )
+        await s.drone.emit("thinking", "c" * 1_000)
+        await s.ide.log.wait_for("thinking", lambda a: a[0].startswith("c"))
+        await asyncio.sleep(0.2)
+        assert await stored_blocks(hub, turn_id) == [("thinking", first + second)]
+        await s.drone.emit("workOrderComplete", turn_id, True)
+        await s.ide.log.wait_for("workOrderComplete")
+        await hub.settle()
+        assert await stored_blocks(hub, turn_id) == [("thinking", first + second + "c" * 1_000)]
+
+
+async def _has_blocks(hub: HubHarness, turn_id: str, expected: list[tuple[str, Any]]) -> bool:
+    return await stored_blocks(hub, turn_id) == expected
+
+
+async def test_subagent_completion_updates_the_tool_call_and_its_block(hub: HubHarness) -> None:
+    s = await setup_session(hub)
+    turn_id = await start_turn(s.ide, s.drone)
+    params = json.dumps({"prompt": "look around"})
+    await s.drone.emit("toolCall", "task-1", "task", params, '"started"')
+    await s.drone.emit("agent:thinking", {"agentId": "task-1", "thinking": "hmm"})
+    summary = {"steps": 3, "toolCalls": [{"name": "read_file"}]}
+    done = {"agentId": "task-1", "response": "found it", "subagent": summary, "stats": {"n": 1}}
+    await s.drone.emit("agent:complete", done)
+    await s.ide.log.wait_for("agent:complete")
+    assert s.ide.log.of("agent:complete") == [(done,)]
+
+    expected_call = {
+        "callId": "task-1",
+        "name": "task",
+        "parameters": params,
+        "response": "found it",
+        "subagent": summary,
+    }
+    live = await hub.get_turn(s.token, turn_id)  # from the recorder's mirror
+    assert live["toolCalls"] == [expected_call]
+    assert [(b["mode"], b["content"]) for b in live["blocks"]] == [("tool", expected_call)]
+
+    await s.drone.emit("workOrderComplete", turn_id, True)
+    await s.ide.log.wait_for("workOrderComplete")
+    await hub.settle()
+    stored = await hub.hub.store.turn_out(turn_id)
+    assert stored is not None
+    wire = stored.wire()
+    assert wire["toolCalls"] == [expected_call]
+    assert [(b["mode"], b["content"]) for b in wire["blocks"]] == [("tool", expected_call)]
+
+
+async def test_two_ide_sockets_of_one_session_both_get_the_stream(hub: HubHarness) -> None:
+    s = await setup_session(hub)
+    second = await hub.ide(s.token)
+    ok, chat_id = await lock(s, second)
+    assert (ok, chat_id) == (True, s.chat_id)
+    turn_id = await start_turn(s.ide, s.drone)
+    sent: list[tuple[str, tuple[Any, ...]]] = [
+        ("thinking", ("t",)),
+        ("response", ("r1",)),
+        ("toolCall", ("c1", "ls", "{}", '"[]"')),
+        ("response", ("r2",)),
+        ("workOrderComplete", (turn_id, True)),
+    ]
+    for event, args in sent:
+        await s.drone.emit(event, *args)
+    for ide in (s.ide, second):
+        await ide.log.wait_for("workOrderComplete")
+        got = [(e, a) for e, a in ide.log.events if e in {e for e, _ in sent}]
+        assert got == sent
+        assert [a[0]["_id"] for a in ide.log.of("turnStarted")] == [turn_id]

@@ -1,0 +1,137 @@
+"""`uv run python -m bench.relay [--quick]`: hub vs bare relay, and block append cost.
+
+Starts the hub and a bare python-socketio relay in their own processes (pinned
+to the first CPU, the load generator to the second), connects the same
+clients to both, and runs every workload on both, alternating which server
+goes first each round. Prints a Markdown table of medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.relay import report
+from bench.relay.blocks import append_cost
+from bench.relay.clients import Stream, bare_streams, hub_streams
+from bench.relay.servers import ServerProcess, pin_cpus, start_server
+from bench.relay.workloads import paced, unpaced
+
+KINDS = ("hub", "bare")
+PAUSE_S = 0.5  # between workloads: the hub's recorder flushes what is buffered
+
+
+@dataclasses.dataclass
+class Options:
+    rounds: int
+    warmup: float
+    duration: float
+    streams: int
+    rate: float
+    window: int
+    reps: int
+    uvloop: bool
+    json_path: Path | None
+
+
+def parse(argv: list[str] | None) -> Options:
+    p = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="one short round (~30 s)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of every workload (default 3)")
+    p.add_argument("--streams", type=int, default=100, help="streams of the paced workload")
+    p.add_argument("--rate", type=float, default=50, help="tokens/s per paced stream")
+    p.add_argument("--window", type=int, default=64, help="unacked tokens per unpaced stream")
+    p.add_argument("--uvloop", action="store_true", help="serve both on uvloop (an experiment)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    a = p.parse_args(argv)
+    quick = bool(a.quick)
+    return Options(
+        rounds=1 if quick else max(1, min(a.rounds, 20)),
+        warmup=0.5 if quick else 1.0,
+        duration=2.0 if quick else 3.0,
+        streams=max(10, min(a.streams, 500)),
+        rate=a.rate,
+        window=max(2, a.window),
+        reps=100 if quick else 400,
+        uvloop=a.uvloop,
+        json_path=a.json,
+    )
+
+
+async def one_round(streams: list[Stream], server: ServerProcess, o: Options) -> report.Round:
+    one = await unpaced(streams[:1], server, o.warmup, o.duration)
+    await asyncio.sleep(PAUSE_S)
+    ten = await unpaced(streams[:10], server, o.warmup, o.duration)
+    await asyncio.sleep(PAUSE_S)
+    lat = await paced(streams[: o.streams], server, o.rate, o.warmup, o.duration + 1)
+    await asyncio.sleep(PAUSE_S)
+    return report.Round(one, ten, lat)
+
+
+async def relay_rounds(workdir: Path, o: Options, results: report.Results) -> None:
+    server_cpu, _ = pin_cpus()
+    servers: dict[str, ServerProcess] = {}
+    streams: dict[str, list[Stream]] = {}
+    try:
+        for kind in KINDS:
+            servers[kind] = await start_server(kind, workdir / kind, server_cpu, o.uvloop)
+        streams["bare"] = await bare_streams(servers["bare"].url, o.streams, o.window)
+        streams["hub"] = await hub_streams(servers["hub"].url, o.streams, o.window)
+        for i in range(o.rounds):
+            for kind in KINDS if i % 2 == 0 else KINDS[::-1]:
+                print(f"round {i + 1}/{o.rounds}: {kind}", file=sys.stderr, flush=True)
+                results.rounds[kind].append(await one_round(streams[kind], servers[kind], o))
+    finally:
+        for group in streams.values():
+            await asyncio.gather(*(s.close() for s in group))
+        for server in servers.values():
+            await server.stop()
+
+
+def describe(o: Options) -> dict[str, str]:
+    server_cpu, client_cpu = pin_cpus()
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "pinning": f"server CPU {server_cpu}, clients CPU {client_cpu}",
+        "loop": "uvloop" if o.uvloop else "asyncio (as `gadget hub`)",
+        "load": f"rounds {o.rounds}, {o.warmup:g} s warm-up + {o.duration:g} s per unpaced "
+        f"figure, window {o.window}; paced {o.streams} × {o.rate:g} tok/s for {o.duration + 1:g} s",
+        "loadavg before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+async def run(o: Options) -> report.Results:
+    results = report.Results(setup=describe(o))
+    _, client_cpu = pin_cpus()
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
+    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+        await relay_rounds(Path(tmp), o, results)
+        print("append cost", file=sys.stderr, flush=True)
+        results.append = await append_cost(Path(tmp), o.reps)
+    results.setup["loadavg after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    o = parse(argv)
+    results = asyncio.run(run(o))
+    for key, value in results.setup.items():
+        print(f"{key}: {value}")
+    print()
+    print(report.table(results))
+    print()
+    print(report.verdict(results))
+    if o.json_path is not None:
+        o.json_path.write_text(json.dumps(dataclasses.asdict(results), indent=2))
+
+
+if __name__ == "__main__":
+    main()

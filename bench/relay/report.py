@@ -1,0 +1,99 @@
+"""Medians over rounds, and the table printed at the end of a run."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bench.relay.blocks import LARGE, SMALL, AppendCost
+from bench.relay.workloads import Latency, Throughput
+
+TARGET_RATIO = 0.6
+
+
+@dataclass
+class Round:
+    """One server's figures from one round of every workload."""
+
+    one: Throughput
+    ten: Throughput
+    paced: Latency
+
+
+@dataclass
+class Results:
+    """Every round of both servers, the append cost and how the run was set up."""
+
+    rounds: dict[str, list[Round]] = field(default_factory=lambda: {"hub": [], "bare": []})
+    append: AppendCost | None = None
+    setup: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    label: str
+    pick: Callable[[Round], float]
+    fmt: str
+    #: Whether a hub/bare ratio above 1 is the hub doing better (throughput) or worse.
+    higher_is_better: bool
+
+
+ROWS = [
+    Row("events/s, 1 stream unpaced", lambda r: r.one.events_per_s, "{:,.0f}", True),
+    Row("events/s, 10 streams unpaced", lambda r: r.ten.events_per_s, "{:,.0f}", True),
+    Row("server CPU µs/event, 1 stream", lambda r: r.one.cpu_us_per_event, "{:.1f}", False),
+    Row("server CPU µs/event, 10 streams", lambda r: r.ten.cpu_us_per_event, "{:.1f}", False),
+    Row("p50 ms, 100 streams × 50 tok/s", lambda r: r.paced.p50_ms, "{:.2f}", False),
+    Row("p99 ms, 100 streams × 50 tok/s", lambda r: r.paced.p99_ms, "{:.2f}", False),
+    Row("max ms, 100 streams × 50 tok/s", lambda r: r.paced.max_ms, "{:.1f}", False),
+    Row("server CPU %, 100 streams × 50 tok/s", lambda r: r.paced.cpu_share * 100, "{:.0f}", False),
+]
+
+
+def median(rounds: list[Round], pick: Callable[[Round], float]) -> float:
+    return statistics.median(pick(r) for r in rounds)
+
+
+def _cell(rounds: list[Round], row: Row) -> str:
+    values = [row.pick(r) for r in rounds]
+    text = row.fmt.format(statistics.median(values))
+    if len(values) > 1:
+        text += f" ({row.fmt.format(min(values))}–{row.fmt.format(max(values))})"
+    return text
+
+
+def table(results: Results) -> str:
+    """The figures as a Markdown table (median over rounds, min–max in brackets)."""
+    hub, bare = results.rounds["hub"], results.rounds["bare"]
+    lines = [
+        "| metric | hub | bare | hub/bare |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in ROWS:
+        ratio = median(hub, row.pick) / max(median(bare, row.pick), 1e-9)
+        lines.append(f"| {row.label} | {_cell(hub, row)} | {_cell(bare, row)} | {ratio:.2f} |")
+    lost = sum(r.paced.lost for r in hub), sum(r.paced.lost for r in bare)
+    lines.append(f"| tokens lost (paced) | {lost[0]} | {lost[1]} | |")
+    if results.append is not None:
+        a = results.append
+        lines += [
+            "",
+            f"| append cost (insert_block + append_block, median of {a.reps}) | ms |",
+            "|---|---:|",
+            f"| block {SMALL:,} of a turn | {a.small_ms:.2f} |",
+            f"| block {LARGE:,} of a turn | {a.large_ms:.2f} |",
+            f"| ratio {LARGE:,} / {SMALL:,} | {a.ratio:.2f} |",
+        ]
+    return "\n".join(lines)
+
+
+def verdict(results: Results) -> str:
+    """Whether hub throughput meets the target fraction of bare, per stream count."""
+    hub, bare = results.rounds["hub"], results.rounds["bare"]
+    parts = []
+    for label, pick in (("1 stream", ROWS[0].pick), ("10 streams", ROWS[1].pick)):
+        ratio = median(hub, pick) / median(bare, pick)
+        ok = "ok" if ratio >= TARGET_RATIO else "BELOW TARGET"
+        parts.append(f"{label}: {ratio:.2f} ({ok})")
+    return f"hub/bare throughput (target ≥ {TARGET_RATIO}): " + ", ".join(parts)

@@ -1,0 +1,88 @@
+"""One work order, start to end: agent mode, the agent's run, memory, completion, idle again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from gadget.drone.agent.loop import Agent
+from gadget.drone.agent.tools import default_toolbox
+from gadget.drone.events import TurnEvents
+from gadget.drone.exceptions import DroneError
+from gadget.drone.history import ChatHistory
+from gadget.drone.workorder import WorkOrder
+from gadget.protocol import DroneEvent, WorkspaceMode
+
+if TYPE_CHECKING:
+    from gadget.drone.client import Drone
+
+__all__ = ["TurnRunner"]
+
+logger = logging.getLogger(__name__)
+
+
+class TurnRunner:
+    """Runs one accepted work order on a drone; :meth:`cancel` ends it early."""
+
+    task: asyncio.Task[None]
+
+    def __init__(self, order: WorkOrder, drone: Drone) -> None:
+        """Prepare the run (the drone starts :meth:`run` as a task)."""
+        self.order = order
+        self.drone = drone
+        self.cancel_reason: str | None = None
+        self._agent_task: asyncio.Task[object] | None = None
+
+    def cancel(self, reason: str) -> None:
+        """End the agent now: its model stream is closed and its command's group killed."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+            logger.info("ending turn %s: %s", self.order.turn_id, reason)
+        if self._agent_task is not None:
+            self._agent_task.cancel()
+
+    async def run(self) -> None:
+        """Agent mode, the agent, `workOrderComplete`, cache cleared once it is sent, idle."""
+        drone, order = self.drone, self.order
+        drone.set_mode(WorkspaceMode.AGENT)
+        drone.forwarder.enabled = True
+        logger.info("turn %s started", order.turn_id)
+        history = ChatHistory(drone.workspace.root, order.chat_session_id)
+        past = await asyncio.to_thread(history.load)
+        agent = Agent(
+            drone.model,
+            default_toolbox(),
+            drone.workspace,
+            drone.settings,
+            TurnEvents(drone.outbox),
+        )
+        if self.cancel_reason is None:
+            self._agent_task = asyncio.create_task(agent.run(order.prompt, past))
+            try:
+                await asyncio.wait({self._agent_task})
+            finally:
+                self._agent_task.cancel()
+        success, message = self._outcome()
+        note = None if success else f"[this turn ended early: {message}]"
+        await asyncio.to_thread(history.append, order.turn_id, agent.transcript(note))
+        logger.info("turn %s %s", order.turn_id, "finished" if success else f"failed: {message}")
+        drone.forwarder.enabled = False
+        drone.outbox.emit(
+            DroneEvent.WORK_ORDER_COMPLETE, order.turn_id, success, *([message] if message else [])
+        )
+        await drone.outbox.drain()  # only a delivered completion may remove the recovery cache
+        await asyncio.to_thread(drone.cache.clear)
+        drone.set_mode(WorkspaceMode.IDLE)
+
+    def _outcome(self) -> tuple[bool, str | None]:
+        task = self._agent_task
+        if self.cancel_reason is not None or task is None or task.cancelled():
+            return False, self.cancel_reason or "cancelled"
+        exc = task.exception()
+        if exc is None:
+            return True, None
+        if isinstance(exc, DroneError):
+            return False, str(exc)
+        logger.error("turn %s failed unexpectedly", self.order.turn_id, exc_info=exc)
+        return False, f"the drone failed: {type(exc).__name__}: {exc}"

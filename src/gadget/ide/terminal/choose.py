@@ -1,0 +1,117 @@
+"""Choose the drone, project and chat session: from flags when given, else numbered menus."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from gadget.ide.terminal.api import HubApi, Json
+from gadget.ide.terminal.exceptions import NoChoice
+
+#: Ask a question and answer the typed line (`None` at end of input).
+Ask = Callable[[str], Awaitable[str | None]]
+
+NEW_SESSION = "new"
+
+
+def match(items: list[Json], wanted: str) -> Json | None:
+    """The item whose `_id`, else whose `name`, is `wanted`."""
+    by_id = [i for i in items if i.get("_id") == wanted]
+    by_name = [i for i in items if i.get("name") == wanted]
+    found = by_id or by_name
+    return found[0] if found else None
+
+
+def drone_label(drone: Json) -> str:
+    """A drone's name with its state: online, mode, lock holder."""
+    if not drone.get("online"):
+        return f"{escape(drone['name'])}  [dim](offline)[/]"
+    state = f"online, {drone.get('workspaceMode', '?')}"
+    locked = drone.get("lockedBy")
+    if isinstance(locked, dict):
+        state += f", locked by {locked.get('username', '?')}"
+    return f"{escape(drone['name'])}  [dim]({escape(state)})[/]"
+
+
+def session_label(chat: Json) -> str:
+    """A chat session's title and creation time."""
+    title = chat.get("title") or "(untitled)"
+    return f"{escape(title)}  [dim]{str(chat.get('createdAt', ''))[:16].replace('T', ' ')}[/]"
+
+
+class Chooser:
+    """Resolves the flags `--drone`, `--project`, `--session`, asking when one is missing."""
+
+    def __init__(self, api: HubApi, console: Console, ask: Ask) -> None:
+        self._api = api
+        self._console = console
+        self._ask = ask
+
+    async def menu(self, title: str, labels: list[str], prompt: str) -> str:
+        """Show numbered `labels` and ask; the answer is a number or free text."""
+        self._console.print(Text(title, style="bold"))
+        for n, label in enumerate(labels, 1):
+            self._console.print(f"  [bold]{n}[/]) {label}", highlight=False)
+        answer = await self._ask(prompt)
+        if answer is None:
+            raise NoChoice(f"no {title.lower().rstrip(':')} chosen (end of input)")
+        return answer.strip()
+
+    async def pick(self, title: str, labels: list[str], prompt: str, default: str = "") -> int:
+        """The index of the chosen label, asking again until the answer is a valid number."""
+        while True:
+            answer = await self.menu(title, labels, prompt) or default
+            if answer.isdigit() and 1 <= int(answer) <= len(labels):
+                return int(answer) - 1
+            self._console.print(
+                Text(f"expected a number from 1 to {len(labels)}, got {answer!r}", style="red")
+            )
+
+    async def drone(self, wanted: str | None) -> Json:
+        """The drone named or with id `wanted`, else the only one, else the chosen one."""
+        drones = await self._api.drones()
+        if not drones:
+            raise NoChoice("you have no drones: register one with `gadget drone register`")
+        if wanted:
+            found = match(drones, wanted)
+            if found is None:
+                names = ", ".join(d["name"] for d in drones)
+                raise NoChoice(f"no drone named or with id {wanted!r}; yours: {names}")
+            return found
+        if len(drones) == 1:
+            return drones[0]
+        labels = [drone_label(d) for d in drones]
+        return drones[await self.pick("Drones:", labels, "drone number: ")]
+
+    async def project(self, wanted: str | None) -> Json:
+        """The project named or with id `wanted` (created when it is a new name), else chosen."""
+        projects = await self._api.projects()
+        if wanted:
+            return match(projects, wanted) or await self._create(wanted)
+        while True:
+            labels = [escape(p["name"]) for p in projects]
+            answer = await self.menu("Projects:", labels, "project number, or a new name: ")
+            if answer.isdigit() and 1 <= int(answer) <= len(projects):
+                return projects[int(answer) - 1]
+            if answer and not answer.isdigit():
+                return match(projects, answer) or await self._create(answer)
+            self._console.print("[red]expected a project number or a new project's name[/]")
+
+    async def _create(self, name: str) -> Json:
+        project = await self._api.create_project(name)
+        self._console.print(f"[dim]created project {name}[/]", highlight=False)
+        return project
+
+    async def session(self, project_id: str, wanted: str | None) -> str | None:
+        """The chat session id to resume, or `None` for a new session."""
+        if wanted:
+            return None if wanted == NEW_SESSION else wanted
+        chats = await self._api.chat_sessions(project_id)
+        if not chats:
+            return None
+        labels = ["new session", *(session_label(c) for c in chats)]
+        index = await self.pick("Chat sessions:", labels, "session number [1 = new]: ", "1")
+        return None if index == 0 else str(chats[index - 1]["_id"])

@@ -1,0 +1,163 @@
+"""The read-eval loop: typed lines become prompts or `/commands`, even while a turn streams."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+from rich.console import Console
+from rich.text import Text
+
+from gadget.ide.terminal.api import Json
+from gadget.ide.terminal.choose import session_label
+from gadget.ide.terminal.exceptions import TerminalError
+from gadget.ide.terminal.lines import LineReader
+from gadget.ide.terminal.session import ChatClient
+from gadget.protocol import IdeEvent, WorkspaceMode
+
+#: A command: its argument text → whether to keep going.
+Command = Callable[[str], Awaitable[bool]]
+
+HELP = """[bold]commands[/]
+  /mode idle|user|agent   ask the drone to change its workspace mode
+  /cancel                 cancel the running turn (Ctrl-C too)
+  /sessions [N]           list this project's sessions, or resume number N
+  /new                    start a new session
+  /quit                   release the drone and exit (Ctrl-D too)
+anything else is a prompt for the agent"""
+
+
+class Repl:
+    """Reads lines, runs commands from a table, and submits everything else as a prompt."""
+
+    def __init__(self, client: ChatClient, reader: LineReader, console: Console) -> None:
+        self.client = client
+        self.reader = reader
+        self.console = console
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.commands: dict[str, Command] = {
+            "/mode": self.cmd_mode,
+            "/cancel": self.cmd_cancel,
+            "/sessions": self.cmd_sessions,
+            "/new": self.cmd_new,
+            "/quit": self.cmd_quit,
+            "/help": self.cmd_help,
+        }
+
+    async def run(self, chat_id: str | None) -> int:
+        """Lock the session and read lines until /quit, end of input or a lost connection."""
+        await self.client.connect()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
+        try:
+            await self.client.lock(chat_id)
+            self.console.print("[dim]type a prompt, or /help[/]")
+            return await self._loop()
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            for task in self._tasks:
+                task.cancel()
+            await self.client.close()
+
+    async def _loop(self) -> int:
+        gone = asyncio.ensure_future(self.client.gone.wait())
+        try:
+            while True:
+                read = asyncio.ensure_future(self.reader.readline())
+                await asyncio.wait({read, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not read.done():
+                    read.cancel()
+                    return 1
+                line = read.result()
+                if line is None or not await self._handle(line.strip()):
+                    return 0
+        finally:
+            gone.cancel()
+
+    async def _handle(self, line: str) -> bool:
+        """Run one typed line; expected failures are shown and the loop goes on."""
+        if not line:
+            return True
+        try:
+            if line.startswith("/"):
+                name, _, arg = line.partition(" ")
+                command = self.commands.get(name)
+                if command is None:
+                    self._say(f"unknown command {name}: try /help", "yellow")
+                    return True
+                return await command(arg.strip())
+            await self.client.submit(line)
+        except TerminalError as exc:
+            self._say(str(exc), "red")
+        return True
+
+    def _say(self, message: str, style: str = "dim") -> None:
+        self.client.view.note(message, style)
+
+    def _on_interrupt(self) -> None:
+        if self.client.turn_id is None:
+            self._say("(/quit or Ctrl-D to exit)")
+            return
+        task = asyncio.create_task(self._cancel_quietly())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _cancel_quietly(self) -> None:
+        try:
+            await self.cmd_cancel("")
+        except TerminalError as exc:
+            self._say(str(exc), "red")
+
+    async def cmd_mode(self, arg: str) -> bool:
+        """/mode idle|user|agent."""
+        modes = [m.value for m in WorkspaceMode]
+        if arg not in modes:
+            self._say(f"expected /mode {'|'.join(modes)}, got {arg or 'nothing'!r}", "yellow")
+            return True
+        await self.client.call(IdeEvent.REQUEST_WORKSPACE_MODE, arg)
+        self._say(f"asked the drone for workspace mode {arg}")
+        return True
+
+    async def cmd_cancel(self, arg: str) -> bool:
+        """/cancel: ask the drone to stop the running turn."""
+        turn_id = self.client.turn_id
+        if turn_id is None:
+            self._say("no turn is running", "yellow")
+            return True
+        await self.client.call(IdeEvent.CANCEL_WORK_ORDER, turn_id)
+        self._say(f"cancelling turn {turn_id}…")
+        return True
+
+    async def cmd_sessions(self, arg: str) -> bool:
+        """/sessions lists this project's sessions; /sessions N resumes one."""
+        chats = await self.client.api.chat_sessions(str(self.client.project["_id"]))
+        if not arg:
+            self._list_sessions(chats)
+            return True
+        if not arg.isdigit() or not 1 <= int(arg) <= len(chats):
+            self._say(f"expected /sessions N with N from 1 to {len(chats)}, got {arg!r}", "yellow")
+            return True
+        await self.client.lock(str(chats[int(arg) - 1]["_id"]))
+        return True
+
+    def _list_sessions(self, chats: list[Json]) -> None:
+        if not chats:
+            self._say("no sessions yet")
+        for n, chat in enumerate(chats, 1):
+            mark = "[bold green]*[/]" if chat["_id"] == self.client.chat_id else " "
+            self.console.print(f"{mark} [bold]{n}[/]) {session_label(chat)}", highlight=False)
+
+    async def cmd_new(self, arg: str) -> bool:
+        """/new: lock the drone for a fresh session."""
+        await self.client.lock(None)
+        return True
+
+    async def cmd_quit(self, arg: str) -> bool:
+        """/quit: stop reading."""
+        return False
+
+    async def cmd_help(self, arg: str) -> bool:
+        """/help: the commands."""
+        self.console.print(Text.from_markup(HELP))
+        return True

@@ -1,0 +1,253 @@
+"""One chat over Socket.IO: lock a drone for a session, submit prompts, show the stream.
+
+Hub events are dispatched by a table (`_event_table`), typed `/commands` by
+another (`commands.COMMANDS`). While a lock is being taken, events are held and
+shown after the session's history, so a mid-turn snapshot follows the older turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+from pydantic import ValidationError
+from rich.console import Console
+from rich.text import Text
+
+from gadget.ide.terminal.api import HubApi, Json
+from gadget.ide.terminal.exceptions import HubRefused, HubUnreachable
+from gadget.ide.terminal.render import TurnRenderer
+from gadget.protocol import (
+    AgentComplete,
+    AgentToolCall,
+    ArgsError,
+    DroneEvent,
+    HubEvent,
+    IdeEvent,
+    LogArgs,
+    ToolCallArgs,
+    TurnOut,
+    TurnStatus,
+    WorkOrderCompleteArgs,
+    parse_args,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Seconds to wait for the hub's answer to a request.
+CALL_TIMEOUT = 15
+#: Stored turns shown when a session is resumed.
+HISTORY_TURNS = 20
+_IDE_EVENTS = {e.value for e in IdeEvent}
+
+
+def ack(result: Any) -> tuple[bool, Any]:
+    """An ack `(success, value?)` as python-socketio returns it (a bare value when alone)."""
+    if isinstance(result, list | tuple):
+        return (bool(result) and result[0] is True, result[1] if len(result) > 1 else None)
+    return (result is True, None)
+
+
+class ChatClient:
+    """The IDE socket of one terminal: its lock, its running turn and what it shows."""
+
+    def __init__(self, api: HubApi, console: Console, drone: Json, project: Json) -> None:
+        self.api = api
+        self.console = console
+        self.view = TurnRenderer(console)
+        self.drone = drone
+        self.project = project
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.chat_id: str | None = None
+        self.turn_id: str | None = None
+        self.gone = asyncio.Event()
+        self._submitted: str | None = None
+        self._finished: set[str] = set()
+        self._held: list[tuple[str, tuple[Any, ...]]] | None = None
+        self._quitting = False
+
+    def _event_table(self) -> dict[str, Callable[..., None]]:
+        return {
+            DroneEvent.STATUS: lambda message: self.view.note(f"· {message}"),
+            DroneEvent.LOG: self.on_log,
+            DroneEvent.WORKSPACE_MODE_CHANGED: lambda m: self.view.note(f"· workspace mode: {m}"),
+            DroneEvent.THINKING: lambda delta: self.view.thinking(str(delta)),
+            DroneEvent.RESPONSE: lambda delta: self.view.response(str(delta)),
+            DroneEvent.TOOL_CALL: self.on_tool_call,
+            DroneEvent.WORK_ORDER_COMPLETE: self.on_complete,
+            DroneEvent.AGENT_TOOL_CALL: self.on_agent_tool_call,
+            DroneEvent.AGENT_COMPLETE: self.on_agent_complete,
+            HubEvent.TURN_STARTED: self.on_turn_started,
+            HubEvent.TURN_SNAPSHOT: self.on_snapshot,
+            HubEvent.DRONE_STATE: self.on_drone_state,
+            HubEvent.ERROR: self.on_error,
+        }
+
+    async def connect(self) -> None:
+        """Register the event table and connect with the user's token."""
+        for event in self._event_table():
+            self.sio.on(event, handler=self._entry(event))
+        self.sio.on("disconnect", handler=self._on_disconnect)
+        try:
+            await self.sio.connect(
+                self.api.url,
+                auth={"token": self.api.token},
+                transports=["websocket"],
+                wait_timeout=10,
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            raise HubUnreachable(
+                f"cannot open the Socket.IO connection to {self.api.url}: {exc}"
+            ) from None
+
+    async def close(self) -> None:
+        """Release the lock when idle, and disconnect."""
+        self._quitting = True
+        if self.sio.connected:
+            if self.chat_id is not None and self.turn_id is None:
+                try:
+                    await self.call(IdeEvent.RELEASE_SESSION_LOCK)
+                except HubRefused as exc:
+                    logger.debug("release on exit: %s", exc)
+            await self.sio.disconnect()
+
+    def _on_disconnect(self, *args: Any) -> None:
+        if not self._quitting:
+            self.view.note("✗ disconnected from the hub", "bold red")
+        self.gone.set()
+
+    def _entry(self, event: str) -> Callable[..., None]:
+        def entry(*args: Any) -> None:
+            if self._held is not None:
+                self._held.append((event, args))
+            else:
+                self._dispatch(event, args)
+
+        return entry
+
+    def _dispatch(self, event: str, args: tuple[Any, ...]) -> None:
+        try:
+            self._event_table()[event](*args)
+        except (ArgsError, ValidationError, TypeError) as exc:
+            self.view.note(f"ignored a malformed {event} event: {exc}", "yellow")
+        except Exception:
+            logger.exception("showing %s failed", event)
+
+    async def call(self, event: IdeEvent, *args: Any) -> Any:
+        """Emit with an ack; a refusal or no answer raises `HubRefused`."""
+        try:
+            result = await self.sio.call(event, args, timeout=CALL_TIMEOUT)
+        except socketio.exceptions.TimeoutError:
+            raise HubRefused(f"the hub did not answer {event} within {CALL_TIMEOUT} s") from None
+        except socketio.exceptions.BadNamespaceError:
+            raise HubRefused("not connected to the hub") from None
+        ok, value = ack(result)
+        if not ok:
+            raise HubRefused(f"{event} refused: {value or 'no reason given'}")
+        return value
+
+    async def lock(self, chat_id: str | None) -> None:
+        """Lock the drone for a new (`None`) or resumed session and show its history."""
+        self._held = []
+        try:
+            ref = {"_id": chat_id} if chat_id else None
+            value = await self.call(
+                IdeEvent.REQUEST_SESSION_LOCK,
+                {"_id": self.drone["_id"]},
+                {"_id": self.project["_id"]},
+                ref,
+            )
+            self.chat_id, self.turn_id = str(value), None
+            self.view.note(
+                f"session {self.chat_id} · drone {self.drone['name']} · project {self.project['name']}",
+                "bold blue",
+            )
+            if chat_id is not None:
+                await self._show_history()
+        finally:
+            held, self._held = self._held, None
+            for event, args in held:
+                self._dispatch(event, args)
+
+    async def _show_history(self) -> None:
+        assert self.chat_id is not None
+        turns = [TurnOut.model_validate(t) for t in await self.api.turns(self.chat_id)]
+        done = [t for t in turns if t.status is not TurnStatus.PROCESSING]
+        if len(done) > HISTORY_TURNS:
+            self.view.note(f"… {len(done) - HISTORY_TURNS} earlier turns")
+        for turn in done[-HISTORY_TURNS:]:
+            self.view.turn(turn)
+
+    async def submit(self, prompt: str) -> None:
+        """Start a turn with `prompt` (one turn at a time)."""
+        if self.turn_id is not None:
+            self.view.note("a turn is running: wait for it, or /cancel it", "yellow")
+            return
+        self._submitted = prompt
+        turn_id = str(await self.call(IdeEvent.SUBMIT_PROMPT, prompt))
+        if turn_id not in self._finished:
+            self.turn_id = turn_id
+
+    # Hub events -----------------------------------------------------------------------
+
+    def on_log(self, *args: Any) -> None:
+        """Drone log lines: only warnings and errors are shown."""
+        log = parse_args(LogArgs, args)
+        if log.level.lower() in {"warning", "error", "critical"}:
+            self.view.note(f"· {log.component} {log.level}: {log.message}", "yellow")
+
+    def on_tool_call(self, *args: Any) -> None:
+        """toolCall(callId, name, params, response) as a panel."""
+        call = parse_args(ToolCallArgs, args)
+        self.view.tool_call(call.callId, call.name, call.params, call.response)
+
+    def on_complete(self, *args: Any) -> None:
+        """workOrderComplete(turnId, success, message?): the turn is over."""
+        done = parse_args(WorkOrderCompleteArgs, args)
+        self._finished.add(done.turnId)
+        self.view.finished(done.success, done.message)
+        if done.turnId == self.turn_id:
+            self.turn_id = None
+
+    def on_agent_tool_call(self, payload: Any) -> None:
+        """A subagent's tool call, as one dim line."""
+        call = AgentToolCall.model_validate(payload)
+        self.view.note(f"  ↳ subagent {call.agentId}: {call.tool}")
+
+    def on_agent_complete(self, payload: Any) -> None:
+        """A subagent finished."""
+        done = AgentComplete.model_validate(payload)
+        self.view.note(f"  ↳ subagent {done.agentId} finished")
+
+    def on_turn_started(self, payload: Any) -> None:
+        """A turn of this session started (ours, or another IDE's: then its prompt is shown)."""
+        turn = TurnOut.model_validate(payload)
+        if turn.id not in self._finished:
+            self.turn_id = turn.id
+        if turn.prompt != self._submitted:
+            self.view.prompt(turn.prompt)
+        self._submitted = None
+
+    def on_snapshot(self, payload: Any) -> None:
+        """The running turn so far, after locking a session mid-turn."""
+        turn = TurnOut.model_validate(payload)
+        self.turn_id = turn.id
+        self.view.turn(turn, live=True)
+
+    def on_drone_state(self, payload: Any) -> None:
+        """A drone changed: say when ours goes offline or comes back."""
+        if not isinstance(payload, dict) or payload.get("_id") != self.drone["_id"]:
+            return
+        online = bool(payload.get("online"))
+        if online != bool(self.drone.get("online", True)):
+            self.view.note(f"· drone {self.drone['name']} is {'online' if online else 'offline'}")
+        self.drone = {**self.drone, **payload}
+
+    def on_error(self, payload: Any) -> None:
+        """A refused event; refusals of our own requests are reported by their ack."""
+        if isinstance(payload, dict) and payload.get("event") in _IDE_EVENTS:
+            return
+        self.console.print(Text(f"hub error: {payload}", style="red"))

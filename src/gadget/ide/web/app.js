@@ -1,0 +1,287 @@
+// Entry point: sign-in, the hub connection, and the wiring between the sidebar,
+// the chat session, the composer and the conversation view.
+
+import { api, ApiError, AuthError, session as auth } from "./api.js";
+import { $, h } from "./dom.js";
+import { Logs, alert, banner, setStatus } from "./logs.js";
+import { TurnsView } from "./render.js";
+import { ChatSession } from "./session.js";
+import { Sidebar } from "./sidebar.js";
+import { HubSocket } from "./socket.js";
+
+const THEME_KEY = "gadget.theme";
+
+let socket = null;
+let everConnected = false;
+let logs;
+let sidebar;
+let chat;
+let view;
+
+/* ---------- theme and layout ---------- */
+
+function applyTheme(theme) {
+  const root = document.documentElement;
+  if (theme) root.dataset.theme = theme;
+  else delete root.dataset.theme;
+  const dark = theme ? theme === "dark" : null;
+  $("hljs-light").media = dark === null ? "(prefers-color-scheme: light)" : dark ? "not all" : "all";
+  $("hljs-dark").media = dark === null ? "(prefers-color-scheme: dark)" : dark ? "all" : "not all";
+}
+
+function toggleTheme() {
+  const current = document.documentElement.dataset.theme
+    || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
+  const next = current === "dark" ? "light" : "dark";
+  localStorage.setItem(THEME_KEY, next);
+  applyTheme(next);
+}
+
+function setSidebar(open) {
+  document.body.classList.toggle("sidebar-open", open);
+  $("sidebar-toggle").setAttribute("aria-expanded", String(open));
+  $("sidebar-scrim").hidden = !open;
+}
+
+/* ---------- sign-in ---------- */
+
+function showLogin(message = "") {
+  $("app-view").hidden = true;
+  $("login-view").hidden = false;
+  $("login-error").textContent = message;
+  $("login-username").focus();
+}
+
+async function signIn(register) {
+  const username = $("login-username").value.trim();
+  const password = $("login-password").value;
+  if (!username || !password) {
+    $("login-error").textContent = "Enter a username and a password.";
+    return;
+  }
+  $("login-error").textContent = "";
+  try {
+    const { token, user } = register ? await api.register(username, password) : await api.login(username, password);
+    auth.save(token, user);
+    $("login-password").value = "";
+    await start();
+  } catch (err) {
+    let message = err.message;
+    if (err instanceof AuthError) message = "Wrong username or password.";
+    else if (err instanceof ApiError && err.status === 403) message = "Sign-up is closed on this hub; ask its admin for an account.";
+    $("login-error").textContent = message;
+  }
+}
+
+function logout(message = "") {
+  socket?.close();
+  socket = null;
+  everConnected = false;
+  auth.clear();
+  localStorage.removeItem("gadget.lock");
+  chat?.forget();
+  chat?.reset();
+  showLogin(message);
+}
+
+/** Any failure of a background call: an expired token signs out, the rest is shown. */
+function fail(err) {
+  if (err instanceof AuthError) logout("Your sign-in expired; please sign in again.");
+  else alert(err.message);
+}
+
+/* ---------- hub connection ---------- */
+
+function connect() {
+  socket = new HubSocket(auth.token, {
+    connect() {
+      $("connection").dataset.state = "online";
+      $("connection").textContent = "online";
+      if (everConnected) {
+        banner("Reconnected.", "ok");
+        setTimeout(() => $("banner").dataset.tone === "ok" && banner(""), 2500);
+        sidebar.refresh().catch(fail);
+      } else {
+        banner("");
+      }
+      everConnected = true;
+      chat.onConnect().catch(fail);
+      sync();
+    },
+    disconnect(reason) {
+      if (reason === "io client disconnect") return;
+      $("connection").dataset.state = "offline";
+      $("connection").textContent = "offline";
+      banner("Connection to the hub lost — reconnecting…", "warn");
+      sync();
+    },
+    refused(message) {
+      // A bad or expired token, or another refusal: ask REST which one.
+      api.me().then(
+        () => {
+          banner(`The hub refused the connection (${message}); retrying…`, "error");
+          setTimeout(() => socket?.reconnect(), 3000);
+        },
+        fail,
+      );
+    },
+    failed(message) {
+      $("connection").dataset.state = "offline";
+      $("connection").textContent = "offline";
+      banner(`Cannot reach the hub (${message}) — retrying…`, "warn");
+    },
+    event: (name, args) => chat.handle(name, args),
+  });
+  chat.attach(socket);
+}
+
+/* ---------- UI state ---------- */
+
+function gettingStarted() {
+  const drones = [...sidebar.drones.values()];
+  const steps = [];
+  if (!sidebar.projects.length) steps.push("Create a project in the sidebar.");
+  if (!drones.length) steps.push("Register a drone and run the command it shows on the machine with your code.");
+  else if (!drones.some((d) => d.online)) steps.push("Start a drone: none is online right now.");
+  steps.push("Pick a drone and a project, then Open session (or resume a past one).");
+  steps.push("The drone needs a model: set GADGET_LLM_BASE_URL (an OpenAI-compatible server) where the drone runs; "
+    + "if the model cannot be reached the turn shows the drone's error.");
+  return h("div.empty-hint", null, h("h2", null, "Get started"), h("ol", null, steps.map((s) => h("li", null, s))));
+}
+
+/** Why the session cannot be opened now, or "" when it can. */
+function lockBlocker() {
+  const drone = sidebar.drone;
+  const me = auth.user;
+  if (!socket?.connected) return "Waiting for the hub connection…";
+  if (!sidebar.project) return "Pick or create a project.";
+  if (!drone) return "Register a drone first.";
+  if (!drone.online) return `The drone "${drone.name}" is offline; start it first.`;
+  if (drone.lockedBy && drone.lockedBy._id !== me?._id) return `"${drone.name}" is in use by ${drone.lockedBy.username}.`;
+  return "";
+}
+
+function sync() {
+  const lock = chat.lock;
+  const blocker = lockBlocker();
+  const busy = Boolean(chat.locking);
+  $("lock-button").disabled = Boolean(blocker) || busy;
+  $("new-session").disabled = Boolean(blocker) || busy;
+  $("lock-hint").textContent = busy ? "Opening…" : blocker;
+
+  const drone = lock ? sidebar.drones.get(lock.drone) : null;
+  const title = lock ? sidebar.sessions.find((s) => s._id === lock.chatSession)?.title : null;
+  $("session-title").textContent = lock
+    ? `${title || "Session"} · ${drone?.name ?? "drone"}${drone && !drone.online ? " (offline)" : ""}`
+    : "No session";
+  sidebar.setActiveSession(lock?.chatSession ?? null);
+
+  const running = chat.running;
+  $("mode-select").disabled = !lock;
+  if (drone?.workspaceMode) $("mode-select").value = drone.workspaceMode;
+  $("release-button").disabled = !lock;
+  $("prompt").disabled = !lock;
+  $("send").disabled = !lock || running || !socket?.connected;
+  $("cancel").hidden = !running;
+  view.setHint(lock ? h("div.empty-hint", null, h("p", null, "Ask the agent something to start.")) : gettingStarted());
+  chat.schedule();
+}
+
+/* ---------- actions ---------- */
+
+async function openSession(chatSessionId) {
+  const drone = sidebar.droneId;
+  const project = sidebar.projectId;
+  if (await chat.open(drone, project, chatSessionId)) {
+    await sidebar.loadSessions().catch(fail);
+    setSidebar(false);
+    sync();
+    $("prompt").focus();
+  }
+}
+
+async function send(event) {
+  event?.preventDefault();
+  const text = $("prompt").value;
+  if (!text.trim() || $("send").disabled) return;
+  $("send").disabled = true;
+  if (await chat.submit(text)) {
+    $("prompt").value = "";
+    setStatus("Prompt sent; waiting for the drone…");
+  }
+  sync();
+}
+
+function wire() {
+  $("login-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    signIn(false);
+  });
+  $("register-submit").addEventListener("click", () => signIn(true));
+  $("logout").addEventListener("click", () => logout());
+  $("theme-toggle").addEventListener("click", toggleTheme);
+  $("sidebar-toggle").addEventListener("click", () => setSidebar(!document.body.classList.contains("sidebar-open")));
+  $("sidebar-scrim").addEventListener("click", () => setSidebar(false));
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") setSidebar(false);
+  });
+
+  $("lock-button").addEventListener("click", () => openSession(sidebar.sessions[0]?._id ?? null));
+  $("new-session").addEventListener("click", () => openSession(null));
+  $("release-button").addEventListener("click", () => chat.release().then(sync));
+  $("mode-select").addEventListener("change", (e) => chat.setMode(e.target.value));
+  $("composer").addEventListener("submit", send);
+  $("cancel").addEventListener("click", () => chat.cancel());
+  $("prompt").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) send(e);
+  });
+}
+
+/* ---------- boot ---------- */
+
+async function start() {
+  $("login-view").hidden = true;
+  $("app-view").hidden = false;
+  $("user-name").textContent = auth.user?.username ?? "";
+  try {
+    const me = await api.me();
+    auth.save(auth.token, me);
+    $("user-name").textContent = me.username;
+    await sidebar.refresh();
+  } catch (err) {
+    fail(err);
+    if (err instanceof AuthError) return;
+  }
+  connect();
+  sync();
+}
+
+function boot() {
+  applyTheme(localStorage.getItem(THEME_KEY));
+  logs = new Logs();
+  view = new TurnsView($("turns"));
+  sidebar = new Sidebar({
+    changed: () => chat && sync(),
+    resume: (id) => openSession(id),
+    alert: (text) => alert(text),
+    me: () => auth.user,
+  });
+  chat = new ChatSession({
+    render: (turns) => view.render(turns),
+    changed: () => sync(),
+    status: setStatus,
+    log: (...args) => logs.add(...args),
+    alert: (text) => alert(text),
+    droneState: (state) => sidebar.updateDrone(state),
+    modeChanged: (mode) => {
+      const id = chat.lock?.drone;
+      if (id) sidebar.updateDrone({ _id: id, workspaceMode: mode });
+      setStatus(`Workspace mode: ${mode}.`);
+    },
+  });
+  wire();
+  if (auth.token) start();
+  else showLogin();
+}
+
+boot();

@@ -1,0 +1,205 @@
+// The client's model of chat turns and the pure reducer that applies wire events.
+//
+// A turn from REST or from `turnSnapshot` is normalized by `fromServer`; every live
+// event then goes through `reduce(turn, event)`, which returns a new turn and never
+// mutates the old one (changed blocks and tools are new objects, unchanged ones are
+// shared). So a snapshot + the deltas after it gives the same turn as streaming the
+// whole thing live, and the renderer can skip any block whose object is unchanged.
+//
+// Turn = {id, chatSession, prompt, status, errorMessage, retries, attempt, createdAt,
+//         blocks: Block[], tools: {[callId]: Tool}}
+// Block = {kind: "text", mode: "thinking"|"responding", text, attempt}
+//       | {kind: "tool", callId, attempt}
+// Tool = {callId, name, parameters, response, subagent, done, agent: Agent|null}
+//   (parameters/response stay the wire's JSON strings; null until known)
+// Agent = {items: AgentItem[], complete, response, stats}
+// AgentItem = {mode: "thinking"|"responding", text} | {mode: "tool", tool, args, result, done}
+
+export const Status = Object.freeze({ PROCESSING: "processing", FINISHED: "finished", ERROR: "error" });
+
+/** Parse a JSON string from the wire; anything unparsable comes back as the raw text. */
+export function parseJson(value) {
+  if (typeof value !== "string") return value;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return value;
+  }
+}
+
+function newTool(callId, fields = {}) {
+  return { callId, name: null, parameters: null, response: null, subagent: null, done: false, agent: null, ...fields };
+}
+
+function newAgent() {
+  return { items: [], complete: false, response: null, stats: null };
+}
+
+/** A turn known only by its id (live events that came before its prompt). */
+export function emptyTurn(id, chatSession = null) {
+  return {
+    id, chatSession, prompt: "", status: Status.PROCESSING, errorMessage: null,
+    retries: 0, attempt: 1, createdAt: null, blocks: [], tools: {},
+  };
+}
+
+/** Normalize a turn JSON (REST, `turnStarted`, `turnSnapshot`) into the client model. */
+export function fromServer(json) {
+  const turn = {
+    ...emptyTurn(json._id, json.chatSession ?? null),
+    prompt: json.prompt ?? "",
+    status: json.status ?? Status.PROCESSING,
+    errorMessage: json.errorMessage ?? null,
+    retries: json.retries ?? 0,
+    createdAt: json.createdAt ?? null,
+  };
+  const tools = {};
+  for (const call of json.toolCalls || []) {
+    tools[call.callId] = newTool(call.callId, {
+      name: call.name, parameters: call.parameters, response: call.response,
+      subagent: call.subagent ?? null, done: true,
+    });
+  }
+  const blocks = [];
+  let attempt = turn.retries + 1;
+  for (const block of json.blocks || []) {
+    const blockAttempt = block.attempt ?? 1;
+    attempt = Math.max(attempt, blockAttempt);
+    if (block.mode === "tool") {
+      const c = block.content && typeof block.content === "object" ? block.content : parseJson(block.content);
+      const callId = c?.callId ?? `block-${blocks.length}`;
+      tools[callId] = newTool(callId, {
+        ...tools[callId],
+        name: c?.name ?? tools[callId]?.name ?? "tool",
+        parameters: c?.parameters ?? tools[callId]?.parameters ?? null,
+        response: c?.response ?? tools[callId]?.response ?? null,
+        subagent: c?.subagent ?? tools[callId]?.subagent ?? null,
+        done: true,
+      });
+      blocks.push({ kind: "tool", callId, attempt: blockAttempt });
+    } else {
+      const text = typeof block.content === "string" ? block.content : JSON.stringify(block.content);
+      blocks.push({ kind: "text", mode: block.mode, text, attempt: blockAttempt });
+    }
+  }
+  // Tool calls the blocks do not mention (older records) still get a card.
+  const inBlocks = new Set(blocks.filter((b) => b.kind === "tool").map((b) => b.callId));
+  for (const callId of Object.keys(tools)) {
+    if (!inBlocks.has(callId)) blocks.push({ kind: "tool", callId, attempt });
+  }
+  return { ...turn, attempt, blocks, tools };
+}
+
+/** `turnStarted` for a turn we may already know: update its header, keep its blocks. */
+function started(turn, json) {
+  const retries = json.retries ?? turn.retries;
+  return {
+    ...turn,
+    chatSession: json.chatSession ?? turn.chatSession,
+    prompt: json.prompt ?? turn.prompt,
+    status: json.status ?? Status.PROCESSING,
+    errorMessage: json.errorMessage ?? null,
+    createdAt: json.createdAt ?? turn.createdAt,
+    retries,
+    attempt: Math.max(turn.attempt, retries + 1),
+  };
+}
+
+function appendText(turn, mode, text) {
+  if (!text) return turn;
+  const blocks = turn.blocks.slice();
+  const last = blocks[blocks.length - 1];
+  if (last && last.kind === "text" && last.mode === mode && last.attempt === turn.attempt) {
+    blocks[blocks.length - 1] = { ...last, text: last.text + text };
+  } else {
+    blocks.push({ kind: "text", mode, text, attempt: turn.attempt });
+  }
+  return { ...turn, blocks };
+}
+
+/** Put `tool` in the turn, adding its block the first time its callId is seen. */
+function withTool(turn, tool) {
+  const known = Object.hasOwn(turn.tools, tool.callId);
+  const tools = { ...turn.tools, [tool.callId]: tool };
+  const blocks = known ? turn.blocks : [...turn.blocks, { kind: "tool", callId: tool.callId, attempt: turn.attempt }];
+  return { ...turn, tools, blocks };
+}
+
+function toolCall(turn, { callId, name, params, response }) {
+  const prev = turn.tools[callId] || newTool(callId);
+  return withTool(turn, { ...prev, name, parameters: params, response, done: true });
+}
+
+function agentText(agent, mode, text) {
+  if (!text) return agent;
+  const items = agent.items.slice();
+  const last = items[items.length - 1];
+  if (last && last.mode === mode) items[items.length - 1] = { ...last, text: last.text + text };
+  else items.push({ mode, text });
+  return { ...agent, items };
+}
+
+function agentToolResult(agent, tool, result) {
+  const items = agent.items.slice();
+  for (let i = items.length - 1; i >= 0; i--) {
+    const item = items[i];
+    if (item.mode === "tool" && !item.done && item.tool === tool) {
+      items[i] = { ...item, result, done: true };
+      return { ...agent, items };
+    }
+  }
+  items.push({ mode: "tool", tool, args: null, result, done: true });
+  return { ...agent, items };
+}
+
+const AGENT_REDUCERS = {
+  "agent:thinking": (agent, d) => agentText(agent, "thinking", d.thinking),
+  "agent:response": (agent, d) => agentText(agent, "responding", d.chunk),
+  "agent:tool-call": (agent, d) => ({
+    ...agent, items: [...agent.items, { mode: "tool", tool: d.tool, args: d.args ?? null, result: undefined, done: false }],
+  }),
+  "agent:tool-result": (agent, d) => agentToolResult(agent, d.tool, d.result),
+  "agent:complete": (agent, d) => ({ ...agent, complete: true, response: d.response ?? null, stats: d.stats ?? null }),
+};
+
+/** A subagent event: its card is its parent's tool call (agentId = the parent's callId). */
+function agentEvent(turn, name, data) {
+  const callId = data.agentId;
+  const prev = turn.tools[callId] || newTool(callId);
+  const agent = AGENT_REDUCERS[name](prev.agent || newAgent(), data);
+  const tool = { ...prev, agent };
+  if (name === "agent:complete") {
+    if (data.subagent) tool.subagent = data.subagent;
+    if (data.response != null && prev.response == null) tool.response = JSON.stringify(data.response);
+  }
+  return withTool(turn, tool);
+}
+
+function complete(turn, { success, message }) {
+  return {
+    ...turn,
+    status: success ? Status.FINISHED : Status.ERROR,
+    errorMessage: success ? null : message || turn.errorMessage || "The turn failed.",
+  };
+}
+
+const REDUCERS = {
+  turnStarted: (turn, e) => started(turn, e.turn),
+  thinking: (turn, e) => appendText(turn, "thinking", e.content),
+  response: (turn, e) => appendText(turn, "responding", e.content),
+  toolCall: toolCall,
+  workOrderComplete: complete,
+};
+
+/**
+ * Apply one wire event to a turn and return the new turn.
+ * @param {object} turn  a turn from fromServer/emptyTurn/reduce
+ * @param {{type: string}} event  `{type: "thinking", content}`, `{type: "toolCall", callId, name,
+ *   params, response}`, `{type: "agent:tool-call", data}`, `{type: "workOrderComplete", success,
+ *   message}`, `{type: "turnStarted", turn}`
+ */
+export function reduce(turn, event) {
+  if (event.type in AGENT_REDUCERS) return agentEvent(turn, event.type, event.data || {});
+  const fn = REDUCERS[event.type];
+  return fn ? fn(turn, event) : turn;
+}

@@ -1,0 +1,1 @@
+"""Fakes of what lies outside Gadget Code (an OpenAI-compatible LLM server)."""
