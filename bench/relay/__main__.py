@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.relay import report
@@ -26,6 +28,13 @@ from bench.relay.workloads import paced, unpaced
 
 KINDS = ("hub", "bare")
 PAUSE_S = 0.5  # between workloads: the hub's recorder flushes what is buffered
+
+
+_T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - _T0:5.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass
@@ -82,11 +91,12 @@ async def relay_rounds(workdir: Path, o: Options, results: report.Results) -> No
     try:
         for kind in KINDS:
             servers[kind] = await start_server(kind, workdir / kind, server_cpu, o.uvloop)
+        log("servers up; connecting clients")
         streams["bare"] = await bare_streams(servers["bare"].url, o.streams, o.window)
         streams["hub"] = await hub_streams(servers["hub"].url, o.streams, o.window)
         for i in range(o.rounds):
             for kind in KINDS if i % 2 == 0 else KINDS[::-1]:
-                print(f"round {i + 1}/{o.rounds}: {kind}", file=sys.stderr, flush=True)
+                log(f"round {i + 1}/{o.rounds}: {kind}")
                 results.rounds[kind].append(await one_round(streams[kind], servers[kind], o))
     finally:
         for group in streams.values():
@@ -102,9 +112,17 @@ def describe(o: Options) -> dict[str, str]:
         "pinning": f"server CPU {server_cpu}, clients CPU {client_cpu}",
         "loop": "uvloop" if o.uvloop else "asyncio (as `gadget hub`)",
         "load": f"rounds {o.rounds}, {o.warmup:g} s warm-up + {o.duration:g} s per unpaced "
-        f"figure, window {o.window}; paced {o.streams} × {o.rate:g} tok/s for {o.duration + 1:g} s",
-        "loadavg before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        f"figure, window {o.window}; paced {o.streams} x {o.rate:g} tok/s for {o.duration + 1:g} s",
+        "before": contention(),
     }
+
+
+def contention() -> str:
+    """Load average and CPU pressure: other work on the machine skews every figure."""
+    text = "loadavg " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    with contextlib.suppress(OSError), open("/proc/pressure/cpu") as fh:
+        text += ", CPU pressure " + fh.readline().split(" ", 1)[1].strip()
+    return text
 
 
 async def run(o: Options) -> report.Results:
@@ -114,9 +132,9 @@ async def run(o: Options) -> report.Results:
         os.sched_setaffinity(0, {client_cpu})
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         await relay_rounds(Path(tmp), o, results)
-        print("append cost", file=sys.stderr, flush=True)
+        log("append cost")
         results.append = await append_cost(Path(tmp), o.reps)
-    results.setup["loadavg after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results.setup["after"] = contention()
     return results
 
 

@@ -1,6 +1,6 @@
 """The server process: the real hub, or a bare relay with the same uvicorn settings.
 
-Run as `python -m bench.relay.serve {hub,bare} HOME [--cpu N] [--uvloop]`: it
+Run as `python -m bench.relay.serve {hub,bare} HOME [--cpu N] [--uvloop] [--profile F]`: it
 serves on a free loopback port, prints `PORT <n>` on stdout once it accepts
 connections, and stops on SIGTERM (uvicorn's own signal handling; the hub's
 lifespan then drains its recorder).
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,11 @@ async def _serve(config: uvicorn.Config) -> None:
         raise SystemExit("server did not start")
     port = server.servers[0].sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
+    parent = os.getppid()
+    while not task.done():  # stop with the load generator, even if it was killed
+        await asyncio.wait({task}, timeout=1)
+        if os.getppid() != parent:
+            server.should_exit = True
     await task
 
 
@@ -92,16 +99,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("home", type=Path)
     parser.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
     parser.add_argument("--uvloop", action="store_true", help="uvloop instead of asyncio's loop")
+    parser.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
     args = parser.parse_args(argv)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     config = server_config(args.kind, args.home)
+    # uvicorn handles SIGTERM while serving, then re-raises it: let it end main() normally.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
     if args.uvloop:
         import uvloop
 
         uvloop.run(_serve(config))
     else:
         asyncio.run(_serve(config))  # as `gadget hub` does (gadget.cli.cmd_hub)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     sys.stdout.flush()
 
 

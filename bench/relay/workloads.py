@@ -54,10 +54,18 @@ async def _pump(s: Stream, stop_at: float) -> None:
 
 async def drain(streams: list[Stream], timeout: float = 10) -> int:
     """Wait until every sent token arrived (or `timeout` s); returns how many did not."""
-    deadline = perf_counter() + timeout
-    while perf_counter() < deadline and any(s.received < s.sent for s in streams):
+    for _ in range(int(timeout / 0.01)):
+        if all(s.received >= s.sent for s in streams):
+            break
         await asyncio.sleep(0.01)
     return sum(s.sent - s.received for s in streams)
+
+
+def check_connected(streams: list[Stream]) -> None:
+    """Fail clearly if a socket dropped (e.g. an overloaded machine missed a ping)."""
+    dropped = sum(not (s.drone.connected and s.ide.connected) for s in streams)
+    if dropped:
+        raise RuntimeError(f"{dropped} of {len(streams)} streams lost a socket")
 
 
 def _received(streams: list[Stream]) -> int:
@@ -68,6 +76,7 @@ async def unpaced(
     streams: list[Stream], server: ServerProcess, warmup: float, duration: float
 ) -> Throughput:
     """Events/s relayed with every stream sending as fast as its window allows."""
+    check_connected(streams)
     stop_at = perf_counter() + warmup + duration + 0.05
     pumps = [asyncio.create_task(_pump(s, stop_at)) for s in streams]
     await asyncio.sleep(warmup)
@@ -97,6 +106,7 @@ async def paced(
     streams: list[Stream], server: ServerProcess, rate: float, warmup: float, duration: float
 ) -> Latency:
     """Latency percentiles with every stream sending `rate` tokens/s."""
+    check_connected(streams)
     begin = perf_counter() + 0.1
     stop_at = begin + warmup + duration
     for s in streams:
@@ -110,11 +120,13 @@ async def paced(
     c0, t0 = server.cpu_seconds(), perf_counter()
     await asyncio.gather(*senders)
     c1, t1 = server.cpu_seconds(), perf_counter()
-    lost = await drain(streams)
+    lost = await drain(streams, timeout=5)
     kept = [lat for s in streams for at, lat in (s.latencies or []) if at >= begin + warmup]
     for s in streams:
         s.latencies = None
     if not kept:
         raise RuntimeError(f"no latency samples ({server.kind})")
     q = statistics.quantiles(kept, n=100, method="inclusive")
-    return Latency(q[49] * 1e3, q[98] * 1e3, max(kept) * 1e3, len(kept), lost, (c1 - c0) / (t1 - t0))
+    return Latency(
+        q[49] * 1e3, q[98] * 1e3, max(kept) * 1e3, len(kept), lost, (c1 - c0) / (t1 - t0)
+    )

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.drone.e2e import alive, drone_process, new_session, running_drone, wait_online
+from tests.drone.helpers import drone_settings
 from tests.fakes.llm_server import ScriptedLLM, text_reply, tool_reply
 from tests.harness import HubHarness
 
@@ -91,6 +92,8 @@ async def test_turn_reads_edits_runs_and_answers(hub: HubHarness, ws: Path) -> N
     assert modes[-2:] == ["agent", "idle"]
     statuses = [a[0] for a in s.ide.log.of("status")]
     assert "calling model" in statuses and f"running: {check}" in statuses
+    logs = [(a[1], a[2], a[3]) for a in s.ide.log.of("log")]
+    assert ("drone", "info", f"turn {turn_id} started") in logs
 
 
 async def test_subagent_turn(hub: HubHarness, ws: Path) -> None:
@@ -283,3 +286,36 @@ async def test_memory_survives_a_drone_restart(hub: HubHarness, ws: Path) -> Non
         ("assistant", "Nice to meet you, Ann."),
         ("user", "What is my name?"),
     ]
+
+
+async def test_a_dropped_connection_mid_turn_loses_nothing(hub: HubHarness, ws: Path) -> None:
+    script = [
+        tool_reply(("c1", "run_command", {"command": "sleep 0.6; echo slept"}), text="Sleeping."),
+        text_reply("Awake again."),
+    ]
+    async with ScriptedLLM(script) as llm:
+        s = await new_session(hub, llm, ws)
+        async with running_drone(s.settings) as (drone, _):
+            await s.lock()
+            turn_id = await s.submit("sleep")
+            assert s.ide is not None
+            await s.ide.log.wait_for("status", lambda a: a[0].startswith("running: sleep"))
+            link = hub.hub.router.drones[s.drone_id]
+            await hub.hub.sio.disconnect(link.sid)
+            assert await s.completion(turn_id) == (turn_id, True)
+            turn = await s.turn(turn_id)
+            assert drone.sio.connected
+    assert [b["mode"] for b in turn["blocks"]] == ["responding", "tool", "responding"]
+    assert turn["toolCalls"][0]["response"] == ok("$ sleep 0.6; echo slept\nslept\n[exit code: 0]")
+    assert turn["blocks"][-1]["content"] == "Awake again."
+
+
+async def test_register_prints_an_id_and_key_that_connect(hub: HubHarness, ws: Path) -> None:
+    from gadget.drone.cli import register_drone
+
+    await hub.signup("bob", "pw-secret")
+    reg_id, key = await register_drone(hub.url, "laptop", username="bob", password="pw-secret")
+    async with ScriptedLLM() as llm:
+        settings = drone_settings(ws, llm.base_url, hub_url=hub.url, drone_id=reg_id, drone_key=key)
+        async with running_drone(settings) as (drone, _):
+            assert drone.sio.connected

@@ -14,7 +14,7 @@ from gadget.config import DroneSettings
 from gadget.drone.agent.model import OpenAIModel
 from gadget.drone.agent.workspace import Workspace
 from gadget.drone.events import LogForwarder
-from gadget.drone.exceptions import WorkOrderError
+from gadget.drone.exceptions import DroneError, WorkOrderError
 from gadget.drone.outbox import Outbox
 from gadget.drone.turn import TurnRunner
 from gadget.drone.workorder import WorkOrder, WorkOrderCache
@@ -40,9 +40,9 @@ class Drone:
     """A drone process: connects to the hub forever and runs one work order at a time."""
 
     def __init__(self, settings: DroneSettings) -> None:
-        """Prepare the drone for `settings` (nothing connects until :meth:`run`)."""
+        """Prepare the drone for `settings`; build it in the event loop (connects in :meth:`run`)."""
         if not settings.drone_id or not settings.drone_key:
-            raise WorkOrderError(
+            raise DroneError(
                 "expected a drone id and key (--id/--key or GADGET_DRONE_ID/GADGET_DRONE_KEY); "
                 "get them with `gadget drone register`"
             )
@@ -51,10 +51,13 @@ class Drone:
         self.cache = WorkOrderCache(self.workspace.root)
         self.mode = WorkspaceMode.IDLE
         self.exit_code = 0
-        self.sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
+        self.sio = socketio.AsyncClient(
+            reconnection=False, logger=False, engineio_logger=False, handle_sigint=False
+        )
         self.outbox = Outbox(self.sio, settings.emit_coalesce_ms)
         self.model = OpenAIModel(settings)
         self.runner: TurnRunner | None = None
+        self.forwarder = LogForwarder(self.outbox)
         self._stopping = asyncio.Event()
         self._disconnected = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -78,9 +81,10 @@ class Drone:
     # -- life cycle ------------------------------------------------------------
     async def run(self) -> int:
         """Serve work orders until stopped; the process exit code."""
-        forwarder = LogForwarder(self.outbox)
-        logging.getLogger("gadget.drone").addHandler(forwarder)
-        self.forwarder = forwarder
+        drone_logger = logging.getLogger("gadget.drone")
+        if drone_logger.level == logging.NOTSET:
+            drone_logger.setLevel(logging.INFO)  # the IDE gets the drone's info records
+        drone_logger.addHandler(self.forwarder)
         self._spawn(self.outbox.run(), "outbox")
         connection = self._spawn(self._stay_connected(), "connection")
         logger.info("drone %s serving workspace %s", self.settings.drone_id, self.workspace.root)
@@ -88,7 +92,7 @@ class Drone:
             await self._stopping.wait()
             await self._wind_down()
         finally:
-            logging.getLogger("gadget.drone").removeHandler(forwarder)
+            drone_logger.removeHandler(self.forwarder)
             connection.cancel()
             for task in list(self._tasks):
                 task.cancel()
@@ -116,8 +120,7 @@ class Drone:
                 await self.outbox.drain()
         except TimeoutError:
             logger.warning("stopping with %d events not sent to the hub", len(self.outbox))
-        if self.sio.connected:
-            await self.sio.disconnect()
+        await self.sio.disconnect()  # also closes the HTTP session of failed attempts
         logger.info("drone stopped")
 
     async def _stay_connected(self) -> None:
@@ -126,25 +129,34 @@ class Drone:
         while not self._stopping.is_set():
             self._disconnected.clear()
             try:
-                await self.sio.connect(
-                    self.settings.hub_url,
-                    auth={"registrationId": self.settings.drone_id, "key": self.settings.drone_key},
-                    transports=["websocket"],
-                    wait_timeout=10,
-                )
-            except socketio.exceptions.ConnectionError as exc:
+                await self._connect()
+            except (socketio.exceptions.ConnectionError, ValueError) as exc:
+                # ValueError: the engine is still closing the previous connection
                 failures += 1
                 delay = self._backoff(failures)
                 logger.warning(
                     "cannot connect to the hub at %s (%s); retrying in %.1fs",
                     self.settings.hub_url,
-                    exc,
+                    exc or type(exc).__name__,
                     delay,
                 )
                 await self._sleep_unless_stopping(delay)
                 continue
+            except Exception:
+                failures += 1
+                logger.exception("unexpected failure connecting to the hub; retrying")
+                await self._sleep_unless_stopping(self._backoff(failures))
+                continue
             failures = 0
             await self._disconnected.wait()
+
+    async def _connect(self) -> None:
+        await self.sio.connect(
+            self.settings.hub_url,
+            auth={"registrationId": self.settings.drone_id, "key": self.settings.drone_key},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
 
     def _backoff(self, failures: int) -> float:
         base = self.settings.reconnect_delay_s * 2.0 ** min(failures - 1, 16)
@@ -190,7 +202,7 @@ class Drone:
         self._disconnected.set()
 
     async def _on_connect_error(self, data: Any = None) -> None:
-        logger.warning("the hub refused the connection: %s", data)
+        logger.info("connection error from the hub: %s", data)
 
     async def _on_error(self, *args: Any) -> None:
         logger.warning("the hub reported an error: %s", args)

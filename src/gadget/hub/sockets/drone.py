@@ -1,9 +1,15 @@
-"""Events from drones (the reference's DroneSession): validate, forward at once, then record.
+"""Events from drones (the reference's DroneSession): validate, record in memory, forward.
 
 Handlers run inline in the drone socket's read loop (`async_handlers=False`),
 so one drone's events are handled strictly in the order it sent them, and the
 only await before a forward is the forward itself: tokens reach the IDEs in the
 drone's order. Database writes happen later, in the recorder's writer tasks.
+
+The in-memory mirror is updated *before* the forward, with no await between
+them: the forward yields while its packets are queued, and an IDE that locks
+the session in that moment takes a snapshot. Mirror-then-forward makes each
+delta land either in that snapshot or in the stream after it, never in both or
+neither (tests/hub/test_reload.py).
 """
 
 from __future__ import annotations
@@ -111,8 +117,8 @@ class DroneHandlers:
             return
         link, turn_id = found
         assert link.lock is not None
-        await self._bus.to_room(link.lock.room, event, args[0])
         self._recorder.text(turn_id, mode, args[0])
+        await self._bus.to_room(link.lock.room, event, args[0])
 
     # -- the rest of the stream ------------------------------------------------
     async def on_tool_call(self, sid: str, *args: Any) -> None:
@@ -123,11 +129,11 @@ class DroneHandlers:
             return
         link, turn_id = found
         assert link.lock is not None
-        await self._bus.to_room(link.lock.room, DroneEvent.TOOL_CALL, *args)
         out = ToolCallOut(
             callId=call.callId, name=call.name, parameters=call.params, response=call.response
         )
         self._recorder.tool_call(turn_id, out)
+        await self._bus.to_room(link.lock.room, DroneEvent.TOOL_CALL, *args)
 
     def _agent(self, event: str, model: type[Any]) -> Handler:
         async def handle(sid: str, *args: Any) -> None:
@@ -153,11 +159,11 @@ class DroneHandlers:
             return
         link, turn_id = found
         assert link.lock is not None
-        await self._bus.to_room(link.lock.room, DroneEvent.AGENT_COMPLETE, args[0])
         if not self._recorder.complete_tool(turn_id, done.agentId, done.response, done.subagent):
             logger.warning(
                 "agent:complete for unknown tool call %s of turn %s", done.agentId, turn_id
             )
+        await self._bus.to_room(link.lock.room, DroneEvent.AGENT_COMPLETE, args[0])
 
     async def on_complete(self, sid: str, *args: Any) -> None:
         """The drone finished its current turn."""

@@ -2,12 +2,15 @@
 
 Modules, in the order data flows through them:
 
-- `cli`: the `chat` subcommand, its flags, and the one place errors become exit codes.
+- `cli`: the `chat` subcommand and its flags (cheap to import), errors → exit codes.
+- `app`: log in, choose, run (`python -m gadget.ide.terminal` runs `chat` alone).
 - `api`: the hub's REST API (login, drones, projects, chat sessions, turns).
 - `choose`: pick drone, project and session from flags or numbered menus.
 - `lines`: the asynchronous stdin reader, so commands work while a turn streams.
-- `session`: the Socket.IO client: lock, submit, dispatch hub events and `/commands`.
+- `repl`: typed lines → prompts or `/commands` (a dispatch table).
+- `session`: the Socket.IO client: lock, submit, dispatch hub events (a table).
 - `render`: how a turn looks (thinking dimmed, Markdown, tool panels).
+- `exceptions`: the expected failures, shown as one line.
 """
 
 from __future__ import annotations

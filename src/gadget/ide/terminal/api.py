@@ -51,6 +51,10 @@ class HubApi:
         self.token = str(body["token"])
         return self.token
 
+    async def me(self) -> Json:
+        """The logged-in user (a `LoginFailed` without a valid token)."""
+        return dict(await self._request("GET", "/api/auth/me"))
+
     async def drones(self) -> list[Json]:
         """The user's drones with their live state."""
         return list(await self._request("GET", "/api/drones"))

@@ -9,12 +9,11 @@ from rich.markup import escape
 from rich.text import Text
 
 from gadget.ide.terminal.api import HubApi, Json
+from gadget.ide.terminal.cli import NEW_SESSION
 from gadget.ide.terminal.exceptions import NoChoice
 
 #: Ask a question and answer the typed line (`None` at end of input).
 Ask = Callable[[str], Awaitable[str | None]]
-
-NEW_SESSION = "new"
 
 
 def match(items: list[Json], wanted: str) -> Json | None:

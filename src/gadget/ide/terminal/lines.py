@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from types import TracebackType
+
+CHUNK = 65536
 
 
 class LineReader:
-    """Reads a file descriptor with the event loop's reader callback; `None` marks EOF.
+    """Reads a file descriptor into a queue of lines; `None` marks the end of input.
 
-    `add_reader` keeps everything on the loop (no thread blocked in `readline` that
-    could outlive the command); it needs a selectable fd: a tty, pipe or socket.
+    A tty or pipe is watched with the loop's `add_reader`, so nothing blocks and
+    the reader can be paused for `getpass`. What epoll cannot watch (a regular
+    file, /dev/null) is read by a daemon thread instead.
     """
 
     def __init__(self, fd: int) -> None:
@@ -20,10 +26,10 @@ class LineReader:
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._eof = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     async def __aenter__(self) -> LineReader:
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._fd, self._on_readable)
+        self._start()
         return self
 
     async def __aexit__(
@@ -31,18 +37,54 @@ class LineReader:
     ) -> None:
         self._stop()
 
+    def _start(self) -> None:
+        if self._loop is not None or self._thread is not None or self._eof:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_reader(self._fd, self._on_readable)
+        except (PermissionError, ValueError):
+            self._thread = threading.Thread(target=self._pump, args=(loop,), daemon=True)
+            self._thread.start()
+            return
+        self._loop = loop
+
     def _stop(self) -> None:
         if self._loop is not None:
             self._loop.remove_reader(self._fd)
             self._loop = None
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the fd alone inside the block (for `getpass`, which reads the tty itself)."""
+        self._stop()
+        try:
+            yield
+        finally:
+            self._start()
+
+    def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
+        data = b"-"
+        while data:
+            try:
+                data = os.read(self._fd, CHUNK)
+            except OSError:
+                data = b""
+            try:
+                loop.call_soon_threadsafe(self._feed, data)
+            except RuntimeError:  # the loop is closed: the command is over
+                return
+
     def _on_readable(self) -> None:
         try:
-            data = os.read(self._fd, 65536)
+            data = os.read(self._fd, CHUNK)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             data = b""
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         if not data:
             self._eof = True
             self._stop()

@@ -23,14 +23,15 @@ MAX_TOOL_CHARS = 1500
 
 
 def _pretty(payload: str) -> str:
-    """A JSON string shown readably: strings as themselves, the rest indented."""
+    """A JSON string shown readably: strings as themselves, short values on one line."""
     try:
         value = json.loads(payload)
     except ValueError:
         return payload
     if isinstance(value, str):
         return value
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    compact = json.dumps(value, ensure_ascii=False)
+    return compact if len(compact) <= 100 else json.dumps(value, indent=2, ensure_ascii=False)
 
 
 def truncate(text: str, lines: int = MAX_TOOL_LINES, chars: int = MAX_TOOL_CHARS) -> str:
@@ -60,7 +61,7 @@ def tool_panel(call_id: str, name: str, params: str, result: str) -> Panel:
     )
 
 
-def _split_paragraphs(text: str) -> tuple[str, str]:
+def split_paragraphs(text: str) -> tuple[str, str]:
     """(complete paragraphs, the rest): the cut is a blank line outside any code fence."""
     cut = text.rfind("\n\n")
     while cut > 0:
@@ -111,7 +112,7 @@ class TurnRenderer:
     def response(self, delta: str) -> None:
         """A response delta: complete paragraphs are rendered as Markdown right away."""
         self._open(BlockMode.RESPONDING)
-        done, self._response = _split_paragraphs(self._response + delta)
+        done, self._response = split_paragraphs(self._response + delta)
         if done.strip():
             self.console.print(Markdown(done))
 
@@ -128,7 +129,7 @@ class TurnRenderer:
     def prompt(self, text: str) -> None:
         """The prompt a turn answers."""
         self.end_block()
-        self.console.print(Text("> ", style="bold green") + Text(text, style="bold"))
+        self.console.print(Text.assemble(("> ", "bold green"), (text, "bold")))
 
     def turn(self, turn: TurnOut, live: bool = False) -> None:
         """A stored turn, or with `live` the running one so far (its last block stays open)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
@@ -61,7 +62,7 @@ class Repl:
             await self.client.close()
 
     async def _loop(self) -> int:
-        gone = asyncio.ensure_future(self.client.gone.wait())
+        gone: asyncio.Future[Any] = asyncio.ensure_future(self.client.gone.wait())
         try:
             while True:
                 read = asyncio.ensure_future(self.reader.readline())
@@ -70,10 +71,22 @@ class Repl:
                     read.cancel()
                     return 1
                 line = read.result()
-                if line is None or not await self._handle(line.strip()):
+                if line is None:
+                    return await self._end_of_input(gone)
+                if not await self._handle(line.strip()):
                     return 0
         finally:
             gone.cancel()
+
+    async def _end_of_input(self, gone: asyncio.Future[Any]) -> int:
+        """Ctrl-D or the end of piped input: let a running turn finish first."""
+        if self.client.turn_id is not None:
+            self._say("end of input: waiting for the turn to finish (Ctrl-C cancels it)")
+            idle: asyncio.Future[Any] = asyncio.ensure_future(self.client.idle.wait())
+            await asyncio.wait({idle, gone}, return_when=asyncio.FIRST_COMPLETED)
+            idle.cancel()
+            return 0 if idle.done() and not idle.cancelled() else 1
+        return 0
 
     async def _handle(self, line: str) -> bool:
         """Run one typed line; expected failures are shown and the loop goes on."""

@@ -62,12 +62,28 @@ class ChatClient:
         self.project = project
         self.sio = socketio.AsyncClient(reconnection=False)
         self.chat_id: str | None = None
-        self.turn_id: str | None = None
+        self._turn_id: str | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
         self.gone = asyncio.Event()
         self._submitted: str | None = None
         self._finished: set[str] = set()
         self._held: list[tuple[str, tuple[Any, ...]]] | None = None
         self._quitting = False
+        self._table = self._event_table()
+
+    @property
+    def turn_id(self) -> str | None:
+        """The running turn of this session, if any."""
+        return self._turn_id
+
+    @turn_id.setter
+    def turn_id(self, value: str | None) -> None:
+        self._turn_id = value
+        if value is None:
+            self.idle.set()
+        else:
+            self.idle.clear()
 
     def _event_table(self) -> dict[str, Callable[..., None]]:
         return {
@@ -88,7 +104,7 @@ class ChatClient:
 
     async def connect(self) -> None:
         """Register the event table and connect with the user's token."""
-        for event in self._event_table():
+        for event in self._table:
             self.sio.on(event, handler=self._entry(event))
         self.sio.on("disconnect", handler=self._on_disconnect)
         try:
@@ -130,7 +146,7 @@ class ChatClient:
 
     def _dispatch(self, event: str, args: tuple[Any, ...]) -> None:
         try:
-            self._event_table()[event](*args)
+            self._table[event](*args)
         except (ArgsError, ValidationError, TypeError) as exc:
             self.view.note(f"ignored a malformed {event} event: {exc}", "yellow")
         except Exception:

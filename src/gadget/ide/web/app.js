@@ -172,7 +172,7 @@ function sync() {
   const drone = lock ? sidebar.drones.get(lock.drone) : null;
   const title = lock ? sidebar.sessions.find((s) => s._id === lock.chatSession)?.title : null;
   $("session-title").textContent = lock
-    ? `${title || "Session"} · ${drone?.name ?? "drone"}${drone && !drone.online ? " (offline)" : ""}`
+    ? `${title || "New session"} · ${drone?.name ?? "drone"}${drone && !drone.online ? " (offline)" : ""}`
     : "No session";
   sidebar.setActiveSession(lock?.chatSession ?? null);
 
@@ -273,6 +273,10 @@ function boot() {
     log: (...args) => logs.add(...args),
     alert: (text) => alert(text),
     droneState: (state) => sidebar.updateDrone(state),
+    // The hub names a session after its first prompt: refresh the list to show it.
+    turnStarted: () => {
+      if (!sidebar.sessions.find((s) => s._id === chat.lock?.chatSession)?.title) sidebar.loadSessions().then(sync, fail);
+    },
     modeChanged: (mode) => {
       const id = chat.lock?.drone;
       if (id) sidebar.updateDrone({ _id: id, workspaceMode: mode });

@@ -17,7 +17,7 @@ export function h(tag, attrs, ...children) {
     if (key.startsWith("on") && typeof value === "function") {
       el.addEventListener(key.slice(2).toLowerCase(), value);
     } else if (key === "dataset") {
-      Object.assign(el.dataset, value);
+      for (const [k, v] of Object.entries(value)) if (v !== null && v !== undefined) el.dataset[k] = v;
     } else if (key === "class") {
       el.classList.add(...String(value).split(" ").filter(Boolean));
     } else if (value === true) {

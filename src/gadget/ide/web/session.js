@@ -14,7 +14,8 @@ const AGENT_EVENTS = ["agent:thinking", "agent:response", "agent:tool-call", "ag
 export class ChatSession {
   /**
    * @param {object} hooks  render(turns), changed() (lock / current turn / mode changed),
-   *   status(text), log(...args), alert(text), droneState(state), modeChanged(mode)
+   *   status(text), log(...args), alert(text), droneState(state), modeChanged(mode),
+   *   turnStarted(turn)
    */
   constructor(hooks) {
     this.hooks = hooks;
@@ -186,7 +187,10 @@ export class ChatSession {
       status: (message) => this.hooks.status(String(message ?? "")),
       log: (...args) => this.hooks.log(...args),
       workspaceModeChanged: (mode) => this.hooks.modeChanged(mode),
-      droneState: (state) => this.hooks.droneState(state),
+      droneState: (state) => {
+        this.checkLock(state);
+        this.hooks.droneState(state);
+      },
       error: (err) => this.refused(err),
       thinking: (content) => this.applyLive({ type: "thinking", content }),
       response: (content) => this.applyLive({ type: "response", content }),
@@ -199,11 +203,20 @@ export class ChatSession {
     return table;
   }
 
+  /** Our drone is now locked for another session, or for none: the lock is gone. */
+  checkLock(state) {
+    if (!this.lock || this.locking || state?._id !== this.lock.drone || !("chatSession" in state)) return;
+    if (state.chatSession === this.lock.chatSession) return;
+    this.forget();
+    this.hooks.status("This session no longer holds the drone; open it again to continue.");
+  }
+
   /** A hub `error` event; refusals of acknowledged requests are reported by their caller. */
   refused(err) {
     const text = `${err?.event ? `${err.event}: ` : ""}${err?.message ?? "error"}`;
     this.hooks.log(new Date().toISOString(), "hub", "error", text, null);
     if (!this.socket?.awaiting(err?.event)) this.hooks.alert(text);
+    this.hooks.changed(); // e.g. put the mode switch back
   }
 
   /** Whether a turn belongs to the session shown (or being locked: a snapshot may beat the ack). */
@@ -226,6 +239,7 @@ export class ChatSession {
 
   started(json) {
     if (!this.ours(json)) return;
+    this.hooks.turnStarted(json);
     const known = this.turns.get(json._id);
     this.turns.set(json._id, known ? reduce(known, { type: "turnStarted", turn: json }) : fromServer(json));
     this.touch(json._id);

@@ -12,7 +12,7 @@
 //       | {kind: "tool", callId, attempt}
 // Tool = {callId, name, parameters, response, subagent, done, agent: Agent|null}
 //   (parameters/response stay the wire's JSON strings; null until known)
-// Agent = {items: AgentItem[], complete, response, stats}
+// Agent = {items: AgentItem[], complete}
 // AgentItem = {mode: "thinking"|"responding", text} | {mode: "tool", tool, args, result, done}
 
 export const Status = Object.freeze({ PROCESSING: "processing", FINISHED: "finished", ERROR: "error" });
@@ -32,7 +32,7 @@ function newTool(callId, fields = {}) {
 }
 
 function newAgent() {
-  return { items: [], complete: false, response: null, stats: null };
+  return { items: [], complete: false };
 }
 
 /** A turn known only by its id (live events that came before its prompt). */
@@ -159,7 +159,7 @@ const AGENT_REDUCERS = {
     ...agent, items: [...agent.items, { mode: "tool", tool: d.tool, args: d.args ?? null, result: undefined, done: false }],
   }),
   "agent:tool-result": (agent, d) => agentToolResult(agent, d.tool, d.result),
-  "agent:complete": (agent, d) => ({ ...agent, complete: true, response: d.response ?? null, stats: d.stats ?? null }),
+  "agent:complete": (agent) => ({ ...agent, complete: true }),
 };
 
 /** A subagent event: its card is its parent's tool call (agentId = the parent's callId). */

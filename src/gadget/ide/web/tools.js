@@ -139,10 +139,8 @@ const BODIES = {
     // The drone's output starts with "$ command"; older shapes may not.
     const text = res.text.startsWith("$ ") ? res.text : `$ ${command}\n${res.text}`;
     const [first, ...rest] = text.split("\n");
-    return [
-      h("pre.mono.terminal", null, h("span.prompt-sign", null, "$ "), first.slice(2), "\n", rest.join("\n")),
-      res.exit === null ? null : h("p.exit-code", { dataset: { exit: String(res.exit) } }, `exit code ${res.exit}`),
-    ];
+    // The exit code is in the output's last line and on the card's chip.
+    return [h("pre.mono.terminal", null, h("span.prompt-sign", null, "$ "), first.slice(2), "\n", rest.join("\n"))];
   },
 };
 
@@ -162,17 +160,17 @@ function subItem(item) {
   );
 }
 
-/** What the drone stored about a finished subagent (its summary and stats). */
-function subagentRecord(record, stats) {
+/** What the drone stored about a finished subagent (its summary). */
+function subagentRecord(record) {
+  if (!record) return null;
   const facts = [
-    record?.steps != null ? `${record.steps} steps` : null,
-    stats?.toolCallCount != null ? `${stats.toolCallCount} tool calls` : null,
-    stats?.durationMs != null ? `${(stats.durationMs / 1000).toFixed(1)} s` : null,
+    record.steps != null ? `${record.steps} steps` : null,
+    Array.isArray(record.toolCalls) && record.toolCalls.length ? `tools: ${record.toolCalls.join(", ")}` : null,
+    record.ok === false ? "stopped early" : null,
   ].filter(Boolean);
-  const tools = Array.isArray(record?.toolCalls) && record.toolCalls.length ? `tools: ${record.toolCalls.join(", ")}` : null;
   return [
-    facts.length || tools ? h("p.muted.sub-stats", null, [...facts, tools].filter(Boolean).join(" · ")) : null,
-    record?.prompt ? h("details.sub-record", null, h("summary", null, "Subagent prompt"), pre(record.prompt)) : null,
+    facts.length ? h("p.muted.sub-stats", null, facts.join(" · ")) : null,
+    record.prompt ? h("details.sub-record", null, h("summary", null, "Subagent prompt"), pre(record.prompt)) : null,
   ];
 }
 
@@ -187,7 +185,7 @@ function subagentView(tool) {
     h("div.subagent-head", null, "Subagent", record?.description ? `: ${record.description}` : "",
       running ? h("span.chip.running", null, "running…") : null),
     (agent?.items || []).map(subItem),
-    subagentRecord(record, agent?.stats),
+    subagentRecord(record),
   );
 }
 
@@ -217,7 +215,7 @@ export function toolCard(tool, open) {
     h("summary", null,
       h("span.tool-name", null, name),
       h("code.tool-brief", null, brief(params)),
-      h(`span.chip.${state}`, null, chip)),
+      h(`span.chip.${state}`, { dataset: { exit: res?.exit ?? null } }, chip)),
     h("div.tool-body", null, hasAgent ? subagentView(tool) : null, body),
   );
 }

@@ -1,0 +1,293 @@
+"""`gadget chat` as a real subprocess in a pseudo-terminal, against a real hub and a scripted drone."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import re
+import socket
+import sys
+from pathlib import Path
+
+import pexpect  # type: ignore[import-untyped]
+
+from gadget.ide.terminal.render import split_paragraphs, truncate
+from tests.harness import Client, HubHarness
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+class Terminal:
+    """A `gadget chat` process in a pty; blocking pexpect calls run in a thread."""
+
+    def __init__(self, *args: str, token: str | None = None, full_cli: bool = False) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GADGET_")}
+        env.update(TERM="xterm-256color", COLUMNS="120", LINES="40", PYTHONUNBUFFERED="1")
+        if token is not None:
+            env["GADGET_TOKEN"] = token
+        self.child = pexpect.spawn(
+            sys.executable,
+            # `gadget.cli` imports every subcommand (seconds on a busy machine); the
+            # package's own __main__ runs the same `chat` parser and command alone.
+            ["-m", "gadget.cli", "chat", *args]
+            if full_cli
+            else ["-m", "gadget.ide.terminal", *args],
+            cwd=str(ROOT),
+            env=env,
+            encoding="utf-8",
+            codec_errors="replace",
+            dimensions=(40, 120),
+            timeout=15,
+        )
+        self.output = io.StringIO()
+        self.child.logfile_read = self.output
+
+    def screen(self) -> str:
+        """Everything shown so far, without escape sequences."""
+        return ANSI.sub("", self.output.getvalue()).replace("\r", "")
+
+    async def expect(self, text: str, timeout: float = 15) -> None:
+        """Wait until `text` is shown (exact, escape sequences included)."""
+        try:
+            await asyncio.to_thread(self.child.expect_exact, text, timeout=timeout)
+        except (pexpect.TIMEOUT, pexpect.EOF):
+            raise AssertionError(f"{text!r} was not shown; the screen:\n{self.screen()}") from None
+
+    def send(self, line: str) -> None:
+        """Type a line."""
+        self.child.sendline(line)
+
+    async def exit_status(self, timeout: float = 15) -> int | None:
+        """Wait for the process to end; its exit status."""
+        await asyncio.to_thread(self.child.expect, pexpect.EOF, timeout=timeout)
+        self.child.close()
+        status: int | None = self.child.exitstatus
+        return status
+
+    def close(self) -> None:
+        """Kill the process if it still runs, and close the pty."""
+        if not self.child.closed:
+            self.child.close(force=True)
+
+
+async def user_with_drone(hub: HubHarness, online: bool = True) -> tuple[str, str, Client | None]:
+    """ann's token, her drone's id, and the scripted drone (connected when `online`)."""
+    token = await hub.signup("ann")
+    drone_id, key = await hub.create_drone(token, "buzz")
+    drone = await hub.drone(drone_id, key) if online else None
+    return token, drone_id, drone
+
+
+async def next_turn(drone: Client, seen: int = 0) -> str:
+    """The id of the drone's work order number `seen` (0-based), waiting for it."""
+    await drone.log.wait_for(
+        "processWorkOrder", lambda _: len(drone.log.of("processWorkOrder")) > seen
+    )
+    return str(drone.log.of("processWorkOrder")[seen][3]["_id"])
+
+
+async def test_turn_streams_thinking_markdown_and_tool_panel_and_cancel_reaches_drone(
+    hub: HubHarness,
+) -> None:
+    token, _, drone = await user_with_drone(hub)
+    assert drone is not None
+    term = Terminal(
+        "--hub",
+        hub.url,
+        "--drone",
+        "buzz",
+        "--project",
+        "demo",
+        "--session",
+        "new",
+        token=token,
+        full_cli=True,
+    )
+    try:
+        await term.expect("type a prompt")
+        term.send("fix the bug")
+        turn_id = await next_turn(drone)
+        await drone.emit("thinking", "Pondering the ")
+        await drone.emit("thinking", "failing test")
+        await term.expect("failing test")
+        params, result = json.dumps({"path": "a.py"}), json.dumps("1: x = 1")
+        await drone.emit("toolCall", "call-1", "read_file", params, result)
+        await term.expect("1: x = 1")
+        await drone.emit("response", "The bug is **fixed**.\n\n")
+        await term.expect("fixed")
+        await drone.emit("response", "Bye for now")
+        term.send("/cancel")
+        await drone.log.wait_for("cancelWorkOrder", lambda a: a == (turn_id,))
+        await term.expect(f"cancelling turn {turn_id}")
+        await drone.emit("workOrderComplete", turn_id, False, "cancelled by the user")
+        await term.expect("cancelled by the user")
+        term.send("/quit")
+        assert await term.exit_status() == 0
+    finally:
+        term.close()
+    screen = term.screen()
+    assert "Pondering the failing test" in screen
+    assert "read_file" in screen and '"path": "a.py"' in screen
+    assert "The bug is fixed." in screen and "**" not in screen
+    assert screen.index("failing test") < screen.index("read_file") < screen.index("Bye for now")
+    assert "Traceback" not in screen
+
+
+async def test_menus_mode_new_session_and_resume_with_history(hub: HubHarness) -> None:
+    token, drone_id, drone = await user_with_drone(hub)
+    assert drone is not None
+    await hub.create_project(token, "alpha")
+    term = Terminal("--hub", hub.url, token=token)
+    try:
+        # One drone: chosen without asking. Projects: a menu where a new name creates one.
+        await term.expect("project number, or a new name: ")
+        term.send("beta")
+        await term.expect("created project beta")
+        await term.expect("type a prompt")
+        term.send("/mode agent")
+        await drone.log.wait_for("requestWorkspaceMode", lambda a: a == ("agent",))
+        await drone.emit("workspaceModeChanged", "agent")
+        await term.expect("workspace mode: agent")
+        term.send("first question")
+        turn_id = await next_turn(drone)
+        await drone.emit("response", "first answer")
+        await drone.emit("workOrderComplete", turn_id, True)
+        await term.expect("turn finished")
+        term.send("/new")
+        await term.expect("project beta")
+        term.send("/sessions")
+        await term.expect("first question")  # listed as the older session
+        term.send("/sessions 2")
+        await term.expect("first question")  # its history, replayed
+        await term.expect("first answer")
+        term.send("/quit")
+        assert await term.exit_status() == 0
+    finally:
+        term.close()
+    screen = term.screen()
+    assert "* 1) (untitled)" in screen and "  2) first question" in screen
+    assert "> first question" in screen
+    assert "Traceback" not in screen
+    drones = (await hub.http.get("/api/drones", headers=hub.bearer(token))).json()
+    assert drones[0]["_id"] == drone_id and drones[0]["lockedBy"] is None
+
+
+async def test_login_prompt_refuses_a_wrong_password_and_accepts_the_right_one(
+    hub: HubHarness,
+) -> None:
+    await user_with_drone(hub)
+    wrong = Terminal("--hub", hub.url, "--drone", "buzz", "--project", "p")
+    try:
+        await wrong.expect("username: ")
+        wrong.send("ann")
+        await wrong.expect("password: ")
+        wrong.send("not-her-password")
+        await wrong.expect("wrong username or password")
+        assert await wrong.exit_status() == 1
+    finally:
+        wrong.close()
+    assert "Traceback" not in wrong.screen() and "not-her-password" not in wrong.screen()
+
+    right = Terminal("--hub", hub.url, "--drone", "buzz", "--project", "p", "--username", "ann")
+    try:
+        await right.expect("password: ")
+        right.send("pw-secret")
+        await right.expect("type a prompt")
+        right.child.sendeof()
+        assert await right.exit_status() == 0
+    finally:
+        right.close()
+
+
+async def test_a_refused_lock_is_one_clear_line(hub: HubHarness) -> None:
+    token, _, _ = await user_with_drone(hub, online=False)
+    term = Terminal("--hub", hub.url, "--drone", "buzz", "--project", "p", token=token)
+    try:
+        await term.expect("drone buzz is offline")
+        assert await term.exit_status() == 1
+    finally:
+        term.close()
+    assert "Traceback" not in term.screen()
+
+
+async def test_an_unreachable_hub_is_one_clear_line() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    term = Terminal("--hub", f"http://127.0.0.1:{port}", token="whatever")
+    try:
+        await term.expect("cannot reach the hub")
+        assert await term.exit_status() == 1
+    finally:
+        term.close()
+    assert "Traceback" not in term.screen()
+
+
+def test_paragraphs_are_cut_outside_code_fences() -> None:
+    assert split_paragraphs("one\n\ntwo") == ("one", "two")
+    assert split_paragraphs("one\n\n```\na\n\nb") == ("one", "```\na\n\nb")
+    assert split_paragraphs("no break yet") == ("", "no break yet")
+
+
+def test_long_tool_results_are_truncated_with_a_count() -> None:
+    text = "\n".join(f"line {n}" for n in range(100))
+    shown = truncate(text, lines=3)
+    assert shown.startswith("line 0\nline 1\nline 2\n…") and "(97 more lines)" in shown
+    assert truncate("short") == "short"
+
+
+async def test_joining_mid_turn_shows_the_turn_so_far_and_ctrl_c_cancels_it(
+    hub: HubHarness,
+) -> None:
+    token, drone_id, drone = await user_with_drone(hub)
+    assert drone is not None
+    project_id = await hub.create_project(token, "proj")
+    ide = await hub.ide(token)
+    ok, chat_id = await ide.call("requestSessionLock", {"_id": drone_id}, {"_id": project_id}, None)
+    assert ok is True, chat_id
+    ok, turn_id = await ide.call("submitPrompt", "the earlier prompt")
+    assert ok is True, turn_id
+    await next_turn(drone)
+    await drone.emit("thinking", "halfway through")
+    await ide.log.wait_for("thinking")
+    term = Terminal(
+        "--hub", hub.url, "--drone", "buzz", "--project", "proj", "--session", chat_id, token=token
+    )
+    try:
+        await term.expect("halfway through")
+        await drone.emit("thinking", " and onwards")
+        await term.expect("and onwards")
+        term.child.sendintr()
+        await drone.log.wait_for("cancelWorkOrder", lambda a: a == (turn_id,))
+        await drone.emit("workOrderComplete", turn_id, False, "cancelled")
+        await term.expect("turn failed: cancelled")
+        term.send("/quit")
+        assert await term.exit_status() == 0
+    finally:
+        term.close()
+    screen = term.screen()
+    assert screen.count("the earlier prompt") == 1
+    assert screen.index("the earlier prompt") < screen.index("halfway through")
+    assert screen.index("halfway through") < screen.index("and onwards")
+
+
+async def test_end_of_input_lets_the_running_turn_finish(hub: HubHarness) -> None:
+    token, _, drone = await user_with_drone(hub)
+    assert drone is not None
+    term = Terminal("--hub", hub.url, "--drone", "buzz", "--project", "p", token=token)
+    try:
+        await term.expect("type a prompt")
+        term.send("a long job")
+        turn_id = await next_turn(drone)
+        term.child.sendeof()
+        await term.expect("waiting for the turn to finish")
+        await drone.emit("response", "all done")
+        await drone.emit("workOrderComplete", turn_id, True)
+        await term.expect("turn finished")
+        assert await term.exit_status() == 0
+    finally:
+        term.close()
+    assert "all done" in term.screen()
