@@ -80,7 +80,7 @@ def table(results: Results) -> str:
         ratio = median(hub, row.pick) / max(median(bare, row.pick), 1e-9)
         lines.append(f"| {row.label} | {_cell(hub, row)} | {_cell(bare, row)} | {ratio:.2f} |")
     lost = sum(r.paced.lost for r in hub), sum(r.paced.lost for r in bare)
-    lines.append(f"| tokens lost (paced) | {lost[0]} | {lost[1]} | |")
+    lines.append(f"| paced tokens not arrived 5 s after the last send | {lost[0]} | {lost[1]} | |")
     if results.append is not None:
         a = results.append
         lines += [

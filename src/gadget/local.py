@@ -14,15 +14,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import uvicorn
 
 from gadget.config import DroneSettings, Settings
-from gadget.hub.app import Hub
-from gadget.hub.auth import Auth
-from gadget.hub.server import uvicorn_config
+
+if TYPE_CHECKING:
+    from gadget.hub.app import Hub
 
 STATE_FILE = "local.json"
 
@@ -101,6 +101,8 @@ async def _ensure_drone(
         drone = await hub.store.get_drone(saved["id"])
         if drone is not None and drone.owner_id == user_id:
             return saved["id"], saved["key"]
+    from gadget.hub.auth import Auth
+
     key, key_hash = Auth.new_drone_key()
     drone = await hub.store.create_drone(
         user_id, workspace.name or "workspace", socket.gethostname(), key_hash
@@ -153,6 +155,8 @@ async def _stop_drone(proc: subprocess.Popen[bytes]) -> None:
 
 async def up(settings: Settings, workspace: Path) -> int:
     """Serve hub + drone until SIGINT/SIGTERM; the exit code."""
+    from gadget.hub.server import uvicorn_config  # the hub loads only when `up` runs
+
     config = uvicorn_config(settings)
     server = _Server(config)
     serving = asyncio.create_task(server.serve())

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 __all__ = [
     "MAX_CONTENT",
@@ -40,6 +40,7 @@ __all__ = [
     "WorkOrderCompleteArgs",
     "WorkspaceMode",
     "parse_args",
+    "parse_mode",
 ]
 
 #: Largest single streamed text delta accepted (thinking / response), in characters.
@@ -204,7 +205,7 @@ class WorkOrderCompleteArgs(_Wire):
     """`workOrderComplete(turnId, success, message?)`."""
 
     turnId: Id
-    success: bool
+    success: StrictBool
     message: Annotated[str, Field(max_length=MAX_CONTENT)] | None = None
 
 
@@ -287,3 +288,18 @@ def parse_args(model: type[M], args: tuple[Any, ...] | list[Any]) -> M:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or model.__name__
         raise ArgsError(f"{where}: {first['msg']}") from None
+
+
+def parse_mode(args: tuple[Any, ...] | list[Any], what: str) -> WorkspaceMode:
+    """The workspace mode that is the only argument of `what`.
+
+    Raises:
+        ArgsError: not exactly one argument, or not one of the modes.
+    """
+    expected = ", ".join(repr(m.value) for m in WorkspaceMode)
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise ArgsError(f"{what}: expected one of {expected}")
+    try:
+        return WorkspaceMode(args[0])
+    except ValueError:
+        raise ArgsError(f"{what}: expected one of {expected}, got {args[0][:40]!r}") from None

@@ -112,3 +112,12 @@ async def test_register_is_closed_once_a_user_exists_unless_signup_is_open(
         assert third.status_code == 201
         taken = await hub.http.post("/api/auth/register", json={"username": "b", "password": "q"})
         assert taken.status_code == 409
+
+
+async def test_drone_hostname_is_kept_within_its_column(hub: HubHarness) -> None:
+    token = await hub.signup("ann")
+    drone_id, key = await hub.create_drone(token)
+    await hub.connect({"registrationId": drone_id, "key": key, "hostname": "h" * 10_000})
+    r = await hub.http.get("/api/drones", headers=hub.bearer(token))
+    (drone,) = r.json()
+    assert drone["online"] is True and drone["hostname"] == "h" * 255

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import pytest
+
+from gadget.hub.bus import Bus
 from tests.harness import Client, HubHarness
 from tests.hub.helpers import Session, lock, setup_session, start_turn
 
@@ -82,6 +85,37 @@ async def test_reload_mid_turn_gets_a_snapshot_then_the_rest(hub: HubHarness) ->
     await hub.settle()
     stored = await hub.get_turn(s.token, turn_id)
     assert [(b["mode"], b["content"]) for b in stored["blocks"]] == expected
+
+
+async def test_reload_while_forwards_are_in_flight_misses_nothing(
+    hub: HubHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bus whose sends take a while (as through Redis): each forward yields to the
+    # loop after its recipients are fixed, so a lock lands between forward and record
+    # unless the mirror is updated first.
+    real_to_room = Bus.to_room
+
+    async def slow_to_room(bus: Bus, room: str, event: str, *args: Any) -> None:
+        await real_to_room(bus, room, event, *args)
+        await asyncio.sleep(0.002)
+
+    monkeypatch.setattr(Bus, "to_room", slow_to_room)
+    s = await setup_session(hub)
+    turn_id = await start_turn(s.ide, s.drone)
+    streaming = asyncio.create_task(stream(s.drone, 240))
+    await s.ide.log.wait_for("thinking")
+    joined: list[Client] = []
+    for _ in range(4):
+        ide = await hub.ide(s.token)
+        assert tuple(await lock(s, ide)) == (True, s.chat_id)
+        joined.append(ide)
+    sent = await streaming
+    await s.drone.emit("workOrderComplete", turn_id, True)
+    for ide in joined:
+        await ide.log.wait_for("workOrderComplete")
+        rebuilt, after = replay(ide)
+        assert rebuilt == as_blocks(sent)
+        assert 0 < after < len(sent)
 
 
 async def test_lock_after_the_turn_ended_gets_no_snapshot(hub: HubHarness) -> None:

@@ -359,3 +359,24 @@ async def test_phone_width_and_keyboard(page: Page, hub: HubHarness, ws: Path) -
             await shot(page, "phone")
     widths = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], f"horizontal overflow at phone width: {json.dumps(widths)}"
+
+
+async def test_reload_with_the_drone_away_shows_history_then_reopens(
+    page: Page, hub: HubHarness, ws: Path
+) -> None:
+    async with ScriptedLLM([text_reply("First answer."), text_reply("Second answer.")]) as llm:
+        s = await new_session(hub, llm, ws)
+        async with running_drone(s.settings):
+            await open_session(page, s)
+            await send(page, "one")
+            await expect(page.locator(".turn[data-status=finished]")).to_have_count(1)
+        await expect(page.locator(".drone[data-online=false]")).to_be_visible()
+        await page.reload()
+        await expect(page.locator(".turn .block-responding")).to_have_text("First answer.")
+        await expect(page.locator("#session-title")).to_contain_text("waiting for the drone")
+        await expect(page.locator("#prompt")).to_be_disabled()
+        async with running_drone(s.settings):
+            await expect(page.locator("#prompt")).to_be_enabled()
+            await send(page, "two")
+            await expect(page.locator(".turn[data-status=finished]")).to_have_count(2)
+    await expect(page.locator(".turn .block-responding").last).to_have_text("Second answer.")

@@ -16,13 +16,15 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from gadget.config import DroneSettings
-from gadget.drone.client import Drone
 from gadget.drone.exceptions import DroneError, RegistrationError
+
+if TYPE_CHECKING:
+    from gadget.drone.client import Drone
 
 __all__ = ["add_drone_parser", "register_drone", "run_drone", "serve"]
 
@@ -122,6 +124,8 @@ async def serve(settings: DroneSettings) -> int:
         raise DroneError(
             f"the workspace {settings.workspace} is not a folder; create it or pass --workspace"
         )
+    from gadget.drone.client import Drone  # the agent stack loads only when a drone runs
+
     drone = Drone(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

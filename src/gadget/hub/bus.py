@@ -17,7 +17,6 @@ from socketio import packet as sio_packet
 from gadget.hub.exceptions import Refused
 from gadget.hub.routing import session_room, user_room
 
-
 logger = logging.getLogger(__name__)
 
 

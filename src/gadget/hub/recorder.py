@@ -1,75 +1,101 @@
 """The stream → blocks: turns each active turn's events into stored blocks.
 
 Per active turn the recorder keeps an in-memory mirror of the whole turn (so a
-reloaded IDE gets an exact snapshot without a database read) and a writer task
-that applies the turn's database writes strictly in order, off the relay path.
+reloaded IDE gets an exact snapshot without a database read). Database writes
+leave the relay path: they are queued as typed operations (store/batch.py) and
+one writer task applies everything queued, in order, in one transaction per
+batch, whatever the number of live turns.
 
 Flush policy of a growing text block (thinking or responding): a block starts at
 a mode change and ends at the next one (or a tool call, or completion), as in
-the reference; while it grows, its new text is written at most
-`flush_interval_ms` after it arrived or as soon as `flush_bytes` are pending, as
-one INSERT for the first piece and `content || delta` UPDATEs after that. So at
-most ~250 ms / 16 KiB of a block live only in memory, and it stays one block.
+the reference. While it grows, its new text is queued at the next flush tick
+(every `flush_interval_ms`, for all turns at once) or as soon as `flush_bytes`
+are pending: an INSERT for the first piece, `content || delta` UPDATEs after.
+So at most ~250 ms / 16 KiB of a block live only in memory, and it stays one block.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from gadget.protocol import BlockMode, BlockOut, ToolCallOut, TurnOut, TurnStatus
+from gadget.store import batch
 from gadget.store.repository import Store
 from gadget.store.tables import utcnow
 
 logger = logging.getLogger(__name__)
 
-Op = Callable[[], Awaitable[None]]
-
 
 class _Writer:
-    """Applies one turn's database writes in order; a failed write is retried, then logged."""
+    """Applies queued writes in order, a whole batch per transaction; failures are retried alone."""
 
-    def __init__(self, turn_id: str) -> None:
-        self._turn_id = turn_id
-        self._queue: asyncio.Queue[Op | None] = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(), name=f"recorder:{turn_id}")
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._ops: list[batch.WriteOp] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
-    def put(self, op: Op) -> None:
-        self._queue.put_nowait(op)
+    def put(self, op: batch.WriteOp) -> None:
+        self._ops.append(op)
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="recorder-writer")
 
     async def sync(self) -> None:
         """Wait until every write queued so far is applied."""
-        done = asyncio.Event()
-
-        async def mark() -> None:
-            done.set()
-
-        self.put(mark)
-        await done.wait()
+        if self._task is None:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        await waiter
 
     async def close(self) -> None:
-        """Apply every queued write, then stop."""
-        self._queue.put_nowait(None)
-        await self._task
+        """Apply everything queued, then stop."""
+        await self.sync()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
 
     async def _run(self) -> None:
-        while (op := await self._queue.get()) is not None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            ops, waiters = self._ops, self._waiters
+            self._ops, self._waiters = [], []
+            if ops:
+                await self._write(ops)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _write(self, ops: list[batch.WriteOp]) -> None:
+        try:
+            await self._store.write_batch(ops)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("a batch of %d writes failed; retrying one by one", len(ops))
+        for op in ops:
             for attempt in range(3):
                 try:
-                    await op()
+                    await self._store.write_batch([op])
                     break
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    logger.exception("write %d of turn %s failed", attempt + 1, self._turn_id)
+                    logger.exception("write %r failed (attempt %d)", op, attempt + 1)
                     await asyncio.sleep(0.05 * (attempt + 1))
 
 
-@dataclass
+@dataclass(eq=False)
 class _TextBlock:
     idx: int
     attempt: int
@@ -78,8 +104,7 @@ class _TextBlock:
     parts: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     pending_len: int = 0
-    row_id: int | None = None
-    insert_queued: bool = False
+    stored: bool = False
 
     def content(self) -> str:
         if len(self.parts) > 1:
@@ -87,7 +112,7 @@ class _TextBlock:
         return self.parts[0] if self.parts else ""
 
 
-@dataclass
+@dataclass(eq=False)
 class _ToolBlock:
     idx: int
     attempt: int
@@ -95,56 +120,55 @@ class _ToolBlock:
     call_id: str
 
 
-@dataclass
+@dataclass(eq=False)
 class TurnRecord:
     """The live state of one turn being recorded."""
 
     base: TurnOut
     attempt: int
     next_idx: int
-    writer: _Writer
     blocks: list[_TextBlock | _ToolBlock] = field(default_factory=list)
     calls: dict[str, ToolCallOut] = field(default_factory=dict)
     growing: _TextBlock | None = None
-    timer: asyncio.TimerHandle | None = None
 
 
 class Recorder:
     """Records the stream of every active turn (see the module docstring)."""
 
     def __init__(self, store: Store, flush_interval_ms: int, flush_bytes: int) -> None:
-        self._store = store
         self._interval = flush_interval_ms / 1000
         self._bytes = flush_bytes
+        self._writer = _Writer(store)
         self._turns: dict[str, TurnRecord] = {}
-        self._closing: set[asyncio.Task[None]] = set()
         #: Turns just finished whose last writes are still being applied (served from memory).
         self._finishing: dict[str, TurnRecord] = {}
+        self._dirty: dict[str, TurnRecord] = {}
+        self._tick: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------
-    def start(self, turn: TurnOut, attempt: int = 1, growing_row: int | None = None) -> TurnRecord:
+    def start(self, turn: TurnOut, attempt: int = 1, resume_growing: bool = False) -> TurnRecord:
         """Begin recording a turn (from its stored state: blocks already there are kept).
 
         Args:
-            growing_row: row id of the turn's last text block, to keep growing it
-                (a hub restarted mid-turn) instead of starting a new block.
+            resume_growing: keep growing the turn's last text block (a hub restarted
+                mid-turn) instead of starting a new block with the next delta.
         """
         rec = TurnRecord(
             base=turn.model_copy(update={"blocks": [], "toolCalls": []}),
             attempt=attempt,
             next_idx=len(turn.blocks),
-            writer=_Writer(turn.id),
         )
-        for call in turn.toolCalls:
-            rec.calls[call.callId] = call
+        rec.calls = {call.callId: call for call in turn.toolCalls}
         for i, b in enumerate(turn.blocks):
             if b.mode is BlockMode.TOOL and isinstance(b.content, dict):
                 rec.blocks.append(_ToolBlock(i, b.attempt, b.createdAt, str(b.content["callId"])))
             else:
-                rec.blocks.append(_TextBlock(i, b.attempt, b.mode, b.createdAt, [str(b.content)]))
+                rec.blocks.append(
+                    _TextBlock(i, b.attempt, b.mode, b.createdAt, [str(b.content)], stored=True)
+                )
         last = rec.blocks[-1] if rec.blocks else None
-        if growing_row is not None and isinstance(last, _TextBlock) and last.attempt == attempt:
-            last.row_id, last.insert_queued = growing_row, True
+        if resume_growing and isinstance(last, _TextBlock) and last.attempt == attempt:
             rec.growing = last
         self._turns[turn.id] = rec
         return rec
@@ -167,34 +191,32 @@ class Recorder:
         if rec is None:
             return
         self._close_growing(rec)
+        self._dirty.pop(turn_id, None)
         rec.base = rec.base.model_copy(update={"status": status, "errorMessage": error})
-        rec.writer.put(lambda: self._store.set_turn_status(turn_id, status, error))
+        self._writer.put(batch.SetStatus(turn_id, status, error))
         self._finishing[turn_id] = rec
-        task = asyncio.create_task(rec.writer.close(), name=f"recorder-close:{turn_id}")
-        self._closing.add(task)
 
-        def done(t: asyncio.Task[None]) -> None:
-            self._closing.discard(t)
+        async def written() -> None:
+            await self._writer.sync()
             if self._finishing.get(turn_id) is rec:
                 del self._finishing[turn_id]
 
-        task.add_done_callback(done)
+        task = asyncio.create_task(written(), name=f"recorder-finish:{turn_id}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def drain(self) -> None:
-        """Write everything buffered and wait for every writer (hub shutdown, tests)."""
-        for rec in list(self._turns.values()):
-            self._flush(rec)
-        await asyncio.gather(*(rec.writer.sync() for rec in list(self._turns.values())))
+        """Write everything buffered and wait until it is stored (hub shutdown, tests)."""
+        self._flush_dirty()
+        await self._writer.sync()
         while self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def close(self) -> None:
-        """Flush and stop every writer; turns stay processing in the database."""
-        for turn_id in list(self._turns):
-            rec = self._turns.pop(turn_id)
-            self._close_growing(rec)
-            await rec.writer.close()
+        """Write everything buffered and stop; live turns stay processing in the database."""
         await self.drain()
+        self._turns.clear()
+        await self._writer.close()
 
     # -- the stream ------------------------------------------------------------
     def text(self, turn_id: str, mode: BlockMode, delta: str) -> None:
@@ -214,8 +236,10 @@ class Recorder:
         block.pending_len += len(delta)
         if block.pending_len >= self._bytes:
             self._flush(rec)
-        elif rec.timer is None:
-            rec.timer = asyncio.get_running_loop().call_later(self._interval, self._flush, rec)
+            return
+        self._dirty[turn_id] = rec
+        if self._tick is None:
+            self._tick = asyncio.get_running_loop().call_later(self._interval, self._flush_dirty)
 
     def tool_call(self, turn_id: str, call: ToolCallOut) -> None:
         """Close the growing block and append a tool block with its tool call."""
@@ -223,11 +247,11 @@ class Recorder:
         if rec is None:
             return
         self._close_growing(rec)
-        idx, attempt, at = rec.next_idx, rec.attempt, utcnow()
+        idx, at = rec.next_idx, utcnow()
         rec.next_idx += 1
         rec.calls[call.callId] = call
-        rec.blocks.append(_ToolBlock(idx, attempt, at, call.callId))
-        rec.writer.put(lambda: self._store.insert_tool_call(turn_id, idx, attempt, at, call))
+        rec.blocks.append(_ToolBlock(idx, rec.attempt, at, call.callId))
+        self._writer.put(batch.InsertToolCall(turn_id, idx, rec.attempt, at, call))
 
     def complete_tool(
         self, turn_id: str, call_id: str, response: str | None, subagent: dict[str, Any] | None
@@ -242,7 +266,7 @@ class Recorder:
         if subagent is not None:
             update["subagent"] = subagent
         rec.calls[call_id] = rec.calls[call_id].model_copy(update=update)
-        rec.writer.put(lambda: self._store.complete_tool_call(turn_id, call_id, response, subagent))
+        self._writer.put(batch.CompleteToolCall(turn_id, call_id, response, subagent))
         return True
 
     def snapshot(self, turn_id: str) -> TurnOut | None:
@@ -277,10 +301,15 @@ class Recorder:
         self._flush(rec)
         rec.growing = None
 
+    def _flush_dirty(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        dirty, self._dirty = self._dirty, {}
+        for rec in dirty.values():
+            self._flush(rec)
+
     def _flush(self, rec: TurnRecord) -> None:
-        if rec.timer is not None:
-            rec.timer.cancel()
-            rec.timer = None
         block = rec.growing
         if block is None or not block.pending:
             return
@@ -288,19 +317,12 @@ class Recorder:
         block.pending.clear()
         block.pending_len = 0
         turn_id = rec.base.id
-        if not block.insert_queued:
-            block.insert_queued = True
-
-            async def insert() -> None:
-                block.row_id = await self._store.insert_block(
+        if block.stored:
+            self._writer.put(batch.AppendBlock(turn_id, block.idx, delta))
+        else:
+            block.stored = True
+            self._writer.put(
+                batch.InsertBlock(
                     turn_id, block.idx, block.attempt, block.mode, block.created_at, delta
                 )
-
-            rec.writer.put(insert)
-        else:
-
-            async def append() -> None:
-                assert block.row_id is not None
-                await self._store.append_block(block.row_id, delta)
-
-            rec.writer.put(append)
+            )

@@ -159,8 +159,7 @@ class Recovery:
                 await self._restore(link, chat.id)
                 stored = await self._store.turn_out(turn.id)
                 assert stored is not None
-                row = await self._store.last_text_block_row(turn.id)
-                self._recorder.start(stored, attempt=stored.retries + 1, growing_row=row)
+                self._recorder.start(stored, attempt=stored.retries + 1, resume_growing=True)
                 link.current_turn_id = turn.id
                 logger.info(
                     "resumed turn %s of drone %s after a hub restart", turn.id, link.drone_id

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gadget.protocol import BlockMode, BlockOut, ToolCallOut, TurnOut, TurnStatus
+from gadget.store import batch
 from gadget.store.tables import (
     ChatSession,
     ChatTurn,
@@ -263,18 +264,6 @@ class Store:
             )
             return 0 if top is None else int(top) + 1
 
-    async def last_text_block_row(self, turn_id: str) -> int | None:
-        """Row id of the turn's last block when it is a text block (to keep growing it)."""
-        rows = await self._all(
-            select(TurnBlock)
-            .where(TurnBlock.turn_id == turn_id)
-            .order_by(TurnBlock.idx.desc())
-            .limit(1)
-        )
-        if rows and rows[0].tool_call_id is None:
-            return int(rows[0].id)
-        return None
-
     async def insert_block(
         self, turn_id: str, idx: int, attempt: int, mode: BlockMode, at: datetime, content: str
     ) -> int:
@@ -302,44 +291,19 @@ class Store:
         self, turn_id: str, idx: int, attempt: int, at: datetime, call: ToolCallOut
     ) -> None:
         """Insert a tool call and the tool block that points at it, in one transaction."""
-        async with self._session() as s:
-            row = ToolCall(
-                turn_id=turn_id,
-                call_id=call.callId,
-                name=call.name,
-                parameters=call.parameters,
-                response=call.response,
-            )
-            s.add(row)
-            await s.flush()
-            s.add(
-                TurnBlock(
-                    turn_id=turn_id,
-                    idx=idx,
-                    attempt=attempt,
-                    mode=BlockMode.TOOL.value,
-                    created_at=at,
-                    content="",
-                    tool_call_id=row.id,
-                )
-            )
-            await s.commit()
+        await self.write_batch([batch.InsertToolCall(turn_id, idx, attempt, at, call)])
 
     async def complete_tool_call(
         self, turn_id: str, call_id: str, response: str | None, subagent: dict[str, Any] | None
     ) -> None:
         """Set a tool call's final response and subagent summary (its block follows)."""
-        values: dict[str, Any] = {}
-        if response is not None:
-            values["response"] = response
-        if subagent is not None:
-            values["subagent"] = json.dumps(subagent)
-        if values:
-            await self._execute(
-                update(ToolCall)
-                .where(ToolCall.turn_id == turn_id, ToolCall.call_id == call_id)
-                .values(**values)
-            )
+        await self.write_batch([batch.CompleteToolCall(turn_id, call_id, response, subagent)])
+
+    async def write_batch(self, ops: Sequence[batch.WriteOp]) -> None:
+        """Apply the recorder's writes in order, in one transaction."""
+        async with self._session() as s:
+            await batch.apply(s, ops)
+            await s.commit()
 
 
 def _tool_out(call: ToolCall) -> ToolCallOut:

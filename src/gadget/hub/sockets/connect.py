@@ -71,7 +71,10 @@ class ConnectHandlers:
         if drone is None or not self._auth.check_drone_key(drone.key_hash, auth.get("key")):
             raise AuthError("unknown drone or wrong key: register it with `gadget drone register`")
         hostname = auth.get("hostname")
-        await self._store.touch_drone(drone.id, hostname if isinstance(hostname, str) else None)
+        # Cut to the column's size: PostgreSQL refuses longer values (SQLite would keep them).
+        await self._store.touch_drone(
+            drone.id, hostname[:255] if isinstance(hostname, str) else None
+        )
         link = self._router.drone(drone.id, drone.owner_id, drone.name)
         replaced = self._router.attach_drone(link, sid)
         if replaced is not None:

@@ -40,8 +40,8 @@ from gadget.protocol import (
     ToolCallArgs,
     ToolCallOut,
     WorkOrderCompleteArgs,
-    WorkspaceMode,
     parse_args,
+    parse_mode,
 )
 
 logger = logging.getLogger(__name__)
@@ -192,10 +192,8 @@ class DroneHandlers:
 
     async def on_mode_changed(self, sid: str, *args: Any) -> None:
         """Record the drone's workspace mode and tell the IDEs."""
-        if len(args) != 1 or args[0] not in WorkspaceMode._value2member_map_:
-            raise ArgsError("workspaceModeChanged expects one of 'idle', 'user', 'agent'")
         link = self._link(sid)
-        link.workspace_mode = WorkspaceMode(args[0])
+        link.workspace_mode = parse_mode(args, DroneEvent.WORKSPACE_MODE_CHANGED)
         await self._forward(sid, DroneEvent.WORKSPACE_MODE_CHANGED, args)
         await self._sessions.publish(link)
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from gadget.hub.exceptions import HubError
 from gadget.hub.routing import IdeLink, Router
 from gadget.hub.sessions import Sessions
 from gadget.hub.sockets.base import Handler, Reply
 from gadget.hub.turns import WorkOrders
-from gadget.protocol import MAX_CONTENT, MAX_ID, ArgsError, IdeEvent, Ref, WorkspaceMode
+from gadget.protocol import MAX_CONTENT, MAX_ID, ArgsError, IdeEvent, Ref, parse_mode
 
 
 def _ref(value: Any, what: str) -> str:
@@ -26,8 +25,10 @@ def _chat_session_id(value: Any) -> str | None:
 
 
 def _id(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID:
+    if not isinstance(value, str):
         raise ArgsError(f"{what}: expected an id string, got {type(value).__name__}")
+    if not 0 < len(value) <= MAX_ID:
+        raise ArgsError(f"{what}: expected 1-{MAX_ID} characters, got {len(value)}")
     return value
 
 
@@ -73,9 +74,7 @@ class IdeHandlers:
 
     async def on_mode(self, sid: str, *args: Any) -> Reply:
         """requestWorkspaceMode(mode): forwarded to the drone, which answers workspaceModeChanged."""
-        if len(args) != 1 or args[0] not in WorkspaceMode._value2member_map_:
-            raise ArgsError("mode: expected one of 'idle', 'user', 'agent'")
-        await self._sessions.set_mode(self._ide(sid), WorkspaceMode(args[0]))
+        await self._sessions.set_mode(self._ide(sid), parse_mode(args, "mode"))
         return (True,)
 
     async def on_prompt(self, sid: str, *args: Any) -> Reply:
@@ -98,10 +97,5 @@ class IdeHandlers:
         """requestTermination(registrationId) → (success,)."""
         if len(args) != 1:
             raise ArgsError("expected one argument: registrationId")
-        try:
-            ok = await self._sessions.terminate(
-                self._ide(sid).user_id, _id(args[0], "registrationId")
-            )
-        except HubError as exc:
-            return (False, str(exc))
-        return (ok,)
+        drone_id = _id(args[0], "registrationId")
+        return (await self._sessions.terminate(self._ide(sid).user_id, drone_id),)

@@ -78,9 +78,7 @@ function logout(message = "") {
   socket = null;
   everConnected = false;
   auth.clear();
-  localStorage.removeItem("gadget.lock");
-  chat?.forget();
-  chat?.reset();
+  chat?.clear();
   showLogin(message);
 }
 
@@ -100,10 +98,11 @@ function connect() {
       if (everConnected) {
         banner("Reconnected.", "ok");
         setTimeout(() => $("banner").dataset.tone === "ok" && banner(""), 2500);
-        sidebar.refresh().catch(fail);
       } else {
         banner("");
       }
+      // Drones may have come and gone while we were away (or the first load failed).
+      if (everConnected || !sidebar.loaded) sidebar.refresh().then(sync, fail);
       everConnected = true;
       chat.onConnect().catch(fail);
       sync();
@@ -169,12 +168,12 @@ function sync() {
   $("new-session").disabled = Boolean(blocker) || busy;
   $("lock-hint").textContent = busy ? "Opening…" : blocker;
 
-  const drone = lock ? sidebar.drones.get(lock.drone) : null;
-  const title = lock ? sidebar.sessions.find((s) => s._id === lock.chatSession)?.title : null;
-  $("session-title").textContent = lock
-    ? `${title || "New session"} · ${drone?.name ?? "drone"}${drone && !drone.online ? " (offline)" : ""}`
-    : "No session";
-  sidebar.setActiveSession(lock?.chatSession ?? null);
+  const shown = lock || chat.wanted; // the session on screen, open or waiting for its drone
+  const drone = shown ? sidebar.drones.get(shown.drone) : null;
+  const title = shown ? sidebar.sessions.find((s) => s._id === shown.chatSession)?.title : null;
+  const note = !lock ? " (waiting for the drone)" : drone && !drone.online ? " (offline)" : "";
+  $("session-title").textContent = shown ? `${title || "New session"} · ${drone?.name ?? "drone"}${note}` : "No session";
+  sidebar.setActiveSession(shown?.chatSession ?? null);
 
   const running = chat.running;
   $("mode-select").disabled = !lock;

@@ -27,6 +27,7 @@ export class ChatSession {
     this.touched = new Map(); // turnId → epoch of the last snapshot / live event
     this.pending = []; // live events that came before their turn was known
     this.locking = null; // {chatSession} while a lock request waits (chatSession null: a new one)
+    this.wanted = null; // a session to re-open as soon as its drone is back online
     this.frame = 0;
     this.handlers = this.eventTable();
   }
@@ -51,7 +52,7 @@ export class ChatSession {
 
   /** Called on every (re)connect: take the session back and refresh it. */
   async onConnect() {
-    const target = this.lock || this.savedLock;
+    const target = this.lock || this.wanted || this.savedLock;
     if (target?.chatSession) await this.open(target.drone, target.project, target.chatSession, { quiet: true });
   }
 
@@ -65,6 +66,7 @@ export class ChatSession {
       return false;
     }
     this.locking = { chatSession };
+    if (!quiet) this.wanted = null;
     this.hooks.changed();
     const epoch = ++this.epoch;
     if (!chatSession || chatSession !== this.lock?.chatSession) this.reset();
@@ -73,16 +75,23 @@ export class ChatSession {
         "requestSessionLock", { _id: drone }, { _id: project }, chatSession ? { _id: chatSession } : null,
       );
       if (!ok) {
-        if (!quiet || this.lock) this.hooks.alert(`Could not open the session: ${value || "refused by the hub"}`);
-        if (this.lock) this.hooks.status("Lost the session lock; open the session again.");
         this.forget();
+        if (!quiet) {
+          this.hooks.alert(`Could not open the session: ${value || "refused by the hub"}`);
+          return false;
+        }
+        // Coming back (reload, reconnect): show the history and retry when the drone is back.
+        this.wanted = { drone, project, chatSession };
+        localStorage.setItem(LOCK_KEY, JSON.stringify(this.wanted)); // a reload keeps trying
+        this.hooks.status(`Could not re-open the session (${value || "refused"}); it re-opens when the drone is back.`);
+        await this.loadHistory(epoch, chatSession);
         return false;
       }
       this.lock = { drone, project, chatSession: value };
       this.pending = []; // anything queued came from the session we left
       localStorage.setItem(LOCK_KEY, JSON.stringify(this.lock));
       this.hooks.status("Session open.");
-      await this.loadHistory(epoch);
+      await this.loadHistory(epoch, value);
       return true;
     } catch (err) {
       this.hooks.alert(err.message);
@@ -97,13 +106,25 @@ export class ChatSession {
     if (!this.lock) return;
     try {
       const [ok, reason] = await this.socket.request("releaseSessionLock");
-      if (!ok) this.hooks.alert(`Could not release the drone: ${reason || "refused"}`);
+      if (!ok) {
+        this.hooks.alert(`Could not release the drone: ${reason || "refused"}`);
+        return;
+      }
     } catch (err) {
       this.hooks.alert(err.message);
+      return;
     }
+    this.wanted = null;
     this.forget();
     this.reset();
     this.hooks.status("Released the drone.");
+  }
+
+  /** Forget everything (signing out). */
+  clear() {
+    this.wanted = null;
+    this.forget();
+    this.reset();
   }
 
   /** Drop the lock (but keep the turns on screen). */
@@ -121,11 +142,10 @@ export class ChatSession {
     this.schedule();
   }
 
-  async loadHistory(epoch) {
-    const chatSession = this.lock?.chatSession;
-    if (!chatSession) return;
+  /** Show the stored turns of `chatSession`, keeping turns this epoch's events made newer. */
+  async loadHistory(epoch, chatSession) {
     const list = await api.turns(chatSession);
-    if (epoch !== this.epoch || chatSession !== this.lock?.chatSession) return;
+    if (epoch !== this.epoch) return; // another open() started meanwhile
     for (const json of list) {
       if (this.touched.get(json._id) !== epoch) this.turns.set(json._id, fromServer(json));
     }
@@ -189,6 +209,7 @@ export class ChatSession {
       workspaceModeChanged: (mode) => this.hooks.modeChanged(mode),
       droneState: (state) => {
         this.checkLock(state);
+        this.retryWanted(state);
         this.hooks.droneState(state);
       },
       error: (err) => this.refused(err),
@@ -201,6 +222,13 @@ export class ChatSession {
     };
     for (const type of AGENT_EVENTS) table[type] = (data) => this.applyLive({ type, data });
     return table;
+  }
+
+  /** The drone we wait for is back online: re-open the session we were in. */
+  retryWanted(state) {
+    const wanted = this.wanted;
+    if (!wanted || this.lock || this.locking || state?._id !== wanted.drone || !state.online) return;
+    this.open(wanted.drone, wanted.project, wanted.chatSession, { quiet: true }).catch((err) => this.hooks.alert(err.message));
   }
 
   /** Our drone is now locked for another session, or for none: the lock is gone. */

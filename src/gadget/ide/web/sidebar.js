@@ -30,6 +30,7 @@ export class Sidebar {
     this.drones = new Map();
     this.sessions = [];
     this.activeSession = null;
+    this.loaded = false; // true once projects, drones and sessions came in
     const saved = loadSelection();
     this.droneId = saved.drone || null;
     this.projectId = saved.project || null;
@@ -56,6 +57,7 @@ export class Sidebar {
   async refresh() {
     await Promise.all([this.loadProjects(), this.loadDrones()]);
     await this.loadSessions();
+    this.loaded = true;
   }
 
   async loadProjects() {
