@@ -117,6 +117,8 @@ class Recovery:
             DroneEvent.STATUS,
             f"retrying turn (attempt {snapshot.retries + 1})",
         )
+        # Open IDEs redraw the turn: the next text starts the new attempt's first block.
+        await self._bus.to_session(turn.chat_session_id, HubEvent.TURN_SNAPSHOT, snapshot.wire())
         self._turns.dispatch(link, snapshot)
 
     # -- drones coming and going -----------------------------------------------
