@@ -94,7 +94,7 @@ class IdeHandlers:
         return (True,)
 
     async def on_terminate(self, sid: str, *args: Any) -> Reply:
-        """requestTermination(registrationId) → (success,)."""
+        """requestTermination(registrationId) → (success,); (False, reason) if unknown or offline."""
         if len(args) != 1:
             raise ArgsError("expected one argument: registrationId")
         drone_id = _id(args[0], "registrationId")
