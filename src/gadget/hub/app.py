@@ -20,6 +20,7 @@ from gadget.hub import fastjson
 from gadget.hub.api import auth, chats, deps, drones, errors, projects
 from gadget.hub.auth import Auth
 from gadget.hub.bus import Bus
+from gadget.hub.core import Core
 from gadget.hub.recorder import Recorder
 from gadget.hub.recovery import Recovery
 from gadget.hub.routing import Router
@@ -84,9 +85,10 @@ def build_hub(settings: Settings) -> Hub:
     authn = Auth(settings.resolved_secret_key(), settings.token_ttl_s)
     router, bus, tasks = Router(), Bus(sio), Tasks()
     recorder = Recorder(store, settings.flush_interval_ms, settings.flush_bytes)
-    turns = WorkOrders(settings, store, router, recorder, bus, tasks)
-    sessions = Sessions(settings, store, router, bus, tasks, turns)
-    recovery = Recovery(settings, store, router, recorder, bus, tasks, turns, sessions)
+    core = Core(settings, store, router, recorder, bus, tasks)
+    turns = WorkOrders(core)
+    sessions = Sessions(core, turns)
+    recovery = Recovery(core, turns, sessions)
     ConnectHandlers(sio, authn, store, router, sessions, recovery).install()
     Dispatcher(sio, router, bus).install(
         ide=IdeHandlers(router, sessions, turns).table(),

@@ -16,12 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gadget.config import Settings
-from gadget.hub.bus import Bus
-from gadget.hub.recorder import Recorder
-from gadget.hub.routing import DroneLink, Lock, Router
+from gadget.hub.core import Core, Service
+from gadget.hub.routing import DroneLink, Lock
 from gadget.hub.sessions import Sessions
-from gadget.hub.tasks import Tasks
 from gadget.hub.turns import WorkOrders
 from gadget.hub.views import chat_session_json, drone_json, project_json
 from gadget.protocol import (
@@ -31,31 +28,15 @@ from gadget.protocol import (
     HubEvent,
     TurnStatus,
 )
-from gadget.store.repository import Store
 
 logger = logging.getLogger(__name__)
 
 
-class Recovery:
+class Recovery(Service):
     """Decides what happens to turns whose drone crashed, vanished or outlived the hub."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        router: Router,
-        recorder: Recorder,
-        bus: Bus,
-        tasks: Tasks,
-        turns: WorkOrders,
-        sessions: Sessions,
-    ) -> None:
-        self._settings = settings
-        self._store = store
-        self._router = router
-        self._recorder = recorder
-        self._bus = bus
-        self._tasks = tasks
+    def __init__(self, core: Core, turns: WorkOrders, sessions: Sessions) -> None:
+        super().__init__(core)
         self._turns = turns
         self._sessions = sessions
 

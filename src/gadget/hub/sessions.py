@@ -4,37 +4,22 @@ from __future__ import annotations
 
 import logging
 
-from gadget.config import Settings
-from gadget.hub.bus import Bus
+from gadget.hub.core import Core, Service
 from gadget.hub.exceptions import NotFound, Refused
-from gadget.hub.routing import DroneLink, IdeLink, Lock, Router, session_room, user_room
-from gadget.hub.tasks import Tasks
+from gadget.hub.routing import DroneLink, IdeLink, Lock, session_room, user_room
 from gadget.hub.turns import WorkOrders
 from gadget.hub.views import chat_session_json, drone_json, project_json
 from gadget.protocol import DroneEvent, HubEvent, WorkspaceMode
-from gadget.store.repository import Store
 from gadget.store.tables import ChatSession
 
 logger = logging.getLogger(__name__)
 
 
-class Sessions:
+class Sessions(Service):
     """Who holds which drone, for which chat session; what an IDE may ask of it."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        router: Router,
-        bus: Bus,
-        tasks: Tasks,
-        turns: WorkOrders,
-    ) -> None:
-        self._settings = settings
-        self._store = store
-        self._router = router
-        self._bus = bus
-        self._tasks = tasks
+    def __init__(self, core: Core, turns: WorkOrders) -> None:
+        super().__init__(core)
         self._turns = turns
 
     async def lock(

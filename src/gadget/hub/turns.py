@@ -5,36 +5,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gadget.config import Settings
-from gadget.hub.bus import Bus
+from gadget.hub.core import Core, Service
 from gadget.hub.exceptions import HubError, NotFound, Refused
-from gadget.hub.recorder import Recorder
-from gadget.hub.routing import DroneLink, IdeLink, Router
-from gadget.hub.tasks import Tasks
+from gadget.hub.routing import DroneLink, IdeLink
 from gadget.protocol import DroneEvent, HubEvent, TurnOut, TurnStatus
-from gadget.store.repository import Store
 
 logger = logging.getLogger(__name__)
 
 
-class WorkOrders:
+class WorkOrders(Service):
     """Creates turns, dispatches them to drones and closes them."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        router: Router,
-        recorder: Recorder,
-        bus: Bus,
-        tasks: Tasks,
-    ) -> None:
-        self._settings = settings
-        self._store = store
-        self._router = router
-        self._recorder = recorder
-        self._bus = bus
-        self._tasks = tasks
+    def __init__(self, core: Core) -> None:
+        super().__init__(core)
+        #: Drones whose new turn is being created (a second prompt is refused meanwhile).
+        self._claimed: set[str] = set()
 
     def locked_drone(self, ide: IdeLink) -> DroneLink:
         """The drone this IDE socket holds the lock of.
@@ -54,20 +39,18 @@ class WorkOrders:
         link = self.locked_drone(ide)
         if not link.online:
             raise Refused(f"drone {link.name} is offline")
-        if link.current_turn_id is not None:
+        if link.current_turn_id is not None or link.drone_id in self._claimed:
             raise Refused(
                 f"a turn is already processing ({link.current_turn_id}); wait or cancel it"
             )
         assert link.lock is not None
         lock = link.lock
-        # Claim the drone before the first await so a second prompt is refused meanwhile.
-        link.current_turn_id = "pending"
+        self._claimed.add(link.drone_id)
         try:
             row = await self._store.create_turn(lock.chat_session_id, ide.user_id, prompt)
             turn = await self._store.turn_out(row.id)
-        except BaseException:
-            link.current_turn_id = None
-            raise
+        finally:
+            self._claimed.discard(link.drone_id)
         assert turn is not None
         link.current_turn_id = turn.id
         self._recorder.start(turn)
