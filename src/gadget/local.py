@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import httpx
 import uvicorn
 
 from gadget.config import DroneSettings, Settings
@@ -129,17 +128,11 @@ def _start_drone(url: str, drone_id: str, key: str, workspace: Path) -> subproce
 
 
 async def _model_hint() -> str | None:
-    """A line on how to configure a model when the configured one does not answer."""
-    model = DroneSettings()
-    try:
-        async with httpx.AsyncClient(timeout=2) as client:
-            await client.get(model.llm_base_url.rstrip("/") + "/models")
-    except httpx.HTTPError:
-        return (
-            f"no model answers at {model.llm_base_url}: start Ollama (`ollama serve`) or set "
-            "GADGET_LLM_BASE_URL, GADGET_LLM_MODEL and GADGET_LLM_API_KEY (see docs/drone.md)"
-        )
-    return None
+    """How to configure a model when the configured one does not answer."""
+    from gadget.drone.probe import probe_model
+
+    model = await probe_model(DroneSettings())
+    return None if model["reachable"] else f"{model['error']} (see docs/drone.md)"
 
 
 async def _stop_drone(proc: subprocess.Popen[bytes]) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "HubEvent",
     "IdeEvent",
     "LogArgs",
+    "ModelInfo",
     "Ref",
     "ToolCallArgs",
     "ToolCallOut",
@@ -217,6 +218,15 @@ class LogArgs(_Wire):
     level: Annotated[str, Field(max_length=32)]
     message: Annotated[str, Field(max_length=MAX_CONTENT)]
     metadata: Any = None
+
+
+class ModelInfo(_Wire):
+    """A drone's model as it reports it at connect (`auth.model`); shown by the IDE."""
+
+    name: Annotated[str, Field(max_length=MAX_ID)]
+    baseUrl: Annotated[str, Field(max_length=2000)]
+    reachable: bool
+    error: Annotated[str, Field(max_length=2000)] | None = None
 
 
 class BlockOut(_Wire):

@@ -121,3 +121,28 @@ async def test_events_of_a_drone_without_a_lock_reach_no_ide(hub: HubHarness) ->
     # A round trip on the same socket: everything before it was handled.
     await s.drone.sio.call("status", ("ping",), timeout=5)
     assert [e for e, _ in s.ide.log.events[start:] if e in {"status", "thinking"}] == []
+
+
+async def test_the_drones_model_report_reaches_the_drone_list(hub: HubHarness) -> None:
+    token = await hub.signup("mo")
+    drone_id, key = await hub.create_drone(token)
+    model = {
+        "name": "qwen3:8b",
+        "baseUrl": "http://127.0.0.1:9/v1",
+        "reachable": False,
+        "error": "set GADGET_LLM_BASE_URL",
+    }
+    ide = await hub.ide(token)
+    await hub.connect({"registrationId": drone_id, "key": key, "model": model, "hostname": "box"})
+    drones = (await hub.http.get("/api/drones", headers=hub.bearer(token))).json()
+    assert drones[0]["model"] == model and drones[0]["hostname"] == "box"
+    state = await ide.log.wait_for("droneState", lambda a: a[0]["online"])
+    assert state[0]["model"] == model
+
+
+async def test_a_malformed_model_report_is_ignored_not_refused(hub: HubHarness) -> None:
+    token = await hub.signup("mo")
+    drone_id, key = await hub.create_drone(token)
+    await hub.connect({"registrationId": drone_id, "key": key, "model": {"name": 5}})
+    drones = (await hub.http.get("/api/drones", headers=hub.bearer(token))).json()
+    assert drones[0]["online"] is True and drones[0]["model"] is None

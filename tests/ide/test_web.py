@@ -247,6 +247,10 @@ async def test_unreachable_model_shows_the_drones_advice(
     s = await new_session(hub, ScriptedLLM(), ws, llm_base_url=url, llm_retries=1)
     async with running_drone(s.settings):
         await open_session(page, s)
+        # Before any prompt, the drone list already says how to configure a model.
+        warning = page.locator(f'.drone[data-drone-id="{s.drone_id}"] .model-warning')
+        await expect(warning).to_contain_text(f"cannot reach the model at {url}")
+        await expect(warning).to_contain_text("GADGET_LLM_BASE_URL")
         turn_id = await send(page, "hello")
         error = turn_el(page, turn_id).locator(".turn-error")
         await expect(error).to_contain_text(f"cannot reach the model at {url}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -16,6 +17,7 @@ from gadget.drone.agent.workspace import Workspace
 from gadget.drone.events import LogForwarder
 from gadget.drone.exceptions import DroneError, WorkOrderError
 from gadget.drone.outbox import Outbox
+from gadget.drone.probe import probe_model
 from gadget.drone.turn import TurnRunner
 from gadget.drone.workorder import WorkOrder, WorkOrderCache
 from gadget.protocol import (
@@ -151,9 +153,17 @@ class Drone:
             await self._disconnected.wait()
 
     async def _connect(self) -> None:
+        model = await probe_model(self.settings)
+        if not model["reachable"]:
+            logger.warning("%s", model["error"])
         await self.sio.connect(
             self.settings.hub_url,
-            auth={"registrationId": self.settings.drone_id, "key": self.settings.drone_key},
+            auth={
+                "registrationId": self.settings.drone_id,
+                "key": self.settings.drone_key,
+                "hostname": socket.gethostname(),
+                "model": model,
+            },
             transports=["websocket"],
             wait_timeout=10,
         )

@@ -52,6 +52,8 @@ class DroneLink:
     workspace_mode: WorkspaceMode = WorkspaceMode.IDLE
     lock: Lock | None = None
     current_turn_id: str | None = None
+    #: The model the drone said it uses at its last connect (name, baseUrl, reachable, error).
+    model: dict[str, Any] | None = None
 
     @property
     def online(self) -> bool:
@@ -70,6 +72,7 @@ class DroneLink:
             "lockedBy": locked_by,
             "chatSession": self.lock.chat_session_id if self.lock else None,
             "currentTurn": self.current_turn_id,
+            "model": self.model,
         }
 
 

@@ -6,12 +6,14 @@ import logging
 from typing import Any
 
 import socketio
+from pydantic import ValidationError
 
 from gadget.hub.auth import Auth
 from gadget.hub.exceptions import AuthError
 from gadget.hub.recovery import Recovery
 from gadget.hub.routing import IdeLink, Router, user_room
 from gadget.hub.sessions import Sessions
+from gadget.protocol import ModelInfo
 from gadget.store.repository import Store
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class ConnectHandlers:
             drone.id, hostname[:255] if isinstance(hostname, str) else None
         )
         link = self._router.drone(drone.id, drone.owner_id, drone.name)
+        link.model = _model_info(auth.get("model"))
         replaced = self._router.attach_drone(link, sid)
         if replaced is not None:
             logger.info("drone %s reconnected; closing its older socket %s", drone.id, replaced)
@@ -92,3 +95,12 @@ class ConnectHandlers:
         if link is not None and link.sid is None:
             await self._store.touch_drone(link.drone_id)
             await self._recovery.drone_offline(link)
+
+
+def _model_info(value: Any) -> dict[str, Any] | None:
+    """The drone's model report, or None when absent or malformed (it is only informative)."""
+    try:
+        return ModelInfo.model_validate(value).model_dump(exclude_none=True) if value else None
+    except ValidationError:
+        logger.info("ignored a malformed model report from a drone")
+        return None

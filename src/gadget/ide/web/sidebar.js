@@ -168,10 +168,18 @@ export class Sidebar {
       h("span.drone-state", null,
         h("span.chip.mode", { title: "Workspace mode" }, d.workspaceMode || "idle"), " ",
         h("span.lock-holder", null, lock)),
+      this.modelLine(d),
       h("span.drone-actions", null,
         d.online ? h("button.small", { type: "button", onclick: () => this.terminate(d) }, "Stop") : null,
         h("button.small.danger", { type: "button", onclick: () => this.remove(d) }, "Remove")),
     );
+  }
+
+  /** The drone's model, and how to configure one when it does not answer. */
+  modelLine(d) {
+    if (!d.online || !d.model) return null;
+    if (d.model.reachable) return h("span.drone-model.muted", null, `model: ${d.model.name}`);
+    return h("span.drone-model.model-warning", { role: "note" }, `⚠ ${d.model.error || `no model answers at ${d.model.baseUrl}`}`);
   }
 
   renderSessions() {
