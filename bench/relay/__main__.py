@@ -46,7 +46,7 @@ class Options:
     rate: float
     window: int
     reps: int
-    uvloop: bool
+    plain_asyncio: bool
     json_path: Path | None
 
 
@@ -57,7 +57,9 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--streams", type=int, default=100, help="streams of the paced workload")
     p.add_argument("--rate", type=float, default=50, help="tokens/s per paced stream")
     p.add_argument("--window", type=int, default=64, help="unacked tokens per unpaced stream")
-    p.add_argument("--uvloop", action="store_true", help="serve both on uvloop (an experiment)")
+    p.add_argument(
+        "--asyncio", action="store_true", help="serve both on asyncio's own loop instead of uvloop"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = p.parse_args(argv)
     quick = bool(a.quick)
@@ -69,7 +71,7 @@ def parse(argv: list[str] | None) -> Options:
         rate=a.rate,
         window=max(2, a.window),
         reps=100 if quick else 400,
-        uvloop=a.uvloop,
+        plain_asyncio=a.asyncio,
         json_path=a.json,
     )
 
@@ -90,7 +92,7 @@ async def relay_rounds(workdir: Path, o: Options, results: report.Results) -> No
     streams: dict[str, list[Stream]] = {}
     try:
         for kind in KINDS:
-            servers[kind] = await start_server(kind, workdir / kind, server_cpu, o.uvloop)
+            servers[kind] = await start_server(kind, workdir / kind, server_cpu, o.plain_asyncio)
         log("servers up; connecting clients")
         streams["bare"] = await bare_streams(servers["bare"].url, o.streams, o.window)
         streams["hub"] = await hub_streams(servers["hub"].url, o.streams, o.window)
@@ -110,7 +112,7 @@ def describe(o: Options) -> dict[str, str]:
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "pinning": f"server CPU {server_cpu}, clients CPU {client_cpu}",
-        "loop": "uvloop" if o.uvloop else "asyncio (as `gadget hub`)",
+        "loop": "asyncio" if o.plain_asyncio else "uvloop (as `gadget hub`)",
         "load": f"rounds {o.rounds}, {o.warmup:g} s warm-up + {o.duration:g} s per unpaced "
         f"figure, window {o.window}; paced {o.streams} x {o.rate:g} tok/s for {o.duration + 1:g} s",
         "before": contention(),

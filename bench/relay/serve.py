@@ -1,6 +1,6 @@
 """The server process: the real hub, or a bare relay with the same uvicorn settings.
 
-Run as `python -m bench.relay.serve {hub,bare} HOME [--cpu N] [--uvloop] [--profile F]`: it
+Run as `python -m bench.relay.serve {hub,bare} HOME [--cpu N] [--asyncio] [--profile F]`: it
 serves on a free loopback port, prints `PORT <n>` on stdout once it accepts
 connections, and stops on SIGTERM (uvicorn's own signal handling; the hub's
 lifespan then drains its recorder).
@@ -23,6 +23,7 @@ import uvicorn
 from gadget.config import Settings
 from gadget.hub import fastjson
 from gadget.hub.server import uvicorn_config
+from gadget.runtime import run
 
 SECRET_KEY = "bench-secret-key-0123456789abcdef0123456789abcdef"
 
@@ -98,7 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("kind", choices=["hub", "bare"])
     parser.add_argument("home", type=Path)
     parser.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
-    parser.add_argument("--uvloop", action="store_true", help="uvloop instead of asyncio's loop")
+    parser.add_argument(
+        "--asyncio",
+        action="store_true",
+        help="asyncio's own loop instead of uvloop (`gadget hub` uses uvloop)",
+    )
     parser.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
     args = parser.parse_args(argv)
     if args.cpu is not None:
@@ -109,12 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:
         profiler.enable()
-    if args.uvloop:
-        import uvloop
-
-        uvloop.run(_serve(config))
-    else:
-        asyncio.run(_serve(config))  # as `gadget hub` does (gadget.cli.cmd_hub)
+    run(_serve(config), fast=not args.asyncio)  # as `gadget hub` does (gadget.cli.cmd_hub)
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)

@@ -39,14 +39,14 @@ class ServerProcess:
 
 
 async def start_server(
-    kind: str, home: Path, cpu: int | None, uvloop: bool, profile: Path | None = None
+    kind: str, home: Path, cpu: int | None, plain_asyncio: bool, profile: Path | None = None
 ) -> ServerProcess:
     """Start a hub or bare relay process (pinned to `cpu`) and wait for its port."""
     cmd = [sys.executable, "-m", "bench.relay.serve", kind, str(home)]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
-    if uvloop:
-        cmd.append("--uvloop")
+    if plain_asyncio:
+        cmd.append("--asyncio")
     if profile is not None:
         cmd += ["--profile", str(profile)]
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gadget.config import Settings
+from gadget.runtime import run
 
 
 def _hub_settings(args: argparse.Namespace) -> Settings:
@@ -33,7 +34,7 @@ def cmd_hub(args: argparse.Namespace) -> int:
     from gadget.hub.server import serve
 
     settings = _hub_settings(args)
-    asyncio.run(serve(settings))
+    run(serve(settings))
     return 0
 
 

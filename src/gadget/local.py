@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import uvicorn
 
 from gadget.config import DroneSettings, Settings
+from gadget.runtime import run
 
 if TYPE_CHECKING:
     from gadget.hub.app import Hub
@@ -51,7 +52,7 @@ def _up_command(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.home is not None:
         overrides["home"] = args.home
-    return asyncio.run(up(Settings(**overrides), args.workspace.resolve()))
+    return run(up(Settings(**overrides), args.workspace.resolve()))
 
 
 def _load_state(home: Path) -> dict[str, Any]:
