@@ -1,9 +1,13 @@
 """The same Socket.IO clients for both servers: N drone → IDE streams.
 
-Each stream is one drone socket and one IDE socket (python-socketio AsyncClient,
-websocket transport). On the hub the IDE locks the drone for a chat session and
-submits a prompt, so the drone is streaming a real turn (recorded); on the bare
-relay the pair shares a room named in auth.
+Each stream is one drone socket and one IDE socket (`bench.relay.wire.Socket`:
+raw Engine.IO/Socket.IO framing over `websockets`, so the load generator stays
+far cheaper per event than the servers). On the hub the IDE locks the drone
+for a chat session and submits a prompt, so the drone is streaming a real turn
+(recorded); on the bare relay the pair shares a room named in auth.
+
+Every token is `"<perf_counter at send> <sequence number>"`: the IDE computes
+its latency and checks that each stream's tokens arrive complete and in order.
 """
 
 from __future__ import annotations
@@ -17,60 +21,58 @@ from time import perf_counter
 from typing import Any
 
 import httpx
-import socketio
 
-from gadget.hub import fastjson
+from bench.relay.wire import Socket
 
 CONCURRENT_SETUPS = 10
-
-
-def new_client() -> socketio.AsyncClient:
-    """A client as a drone or IDE would have: no reconnection, orjson."""
-    return socketio.AsyncClient(reconnection=False, json=fastjson, handle_sigint=False)
-
-
-async def connect(sio: socketio.AsyncClient, url: str, auth: dict[str, Any]) -> None:
-    await sio.connect(url, auth=auth, transports=["websocket"], wait_timeout=30)
-    # The client gives up on a socket that queued nothing for pingInterval + 5 s: an idle
-    # socket whose pong is late because the load generator is saturated (or the machine is
-    # shared) would drop. Tolerate that client-side lag; the server's own timeouts still apply.
-    sio.eio.ping_timeout = max(sio.eio.ping_timeout, 120)
 
 
 @dataclass
 class Stream:
     """One drone → IDE pair and its counters (the IDE counts what it receives)."""
 
-    drone: socketio.AsyncClient = field(default_factory=new_client)
-    ide: socketio.AsyncClient = field(default_factory=new_client)
+    drone: Socket = field(default_factory=Socket)
+    ide: Socket = field(default_factory=Socket)
     window: int = 64
     sent: int = 0
     received: int = 0
+    #: Tokens whose sequence number was not the one expected next (a loss or a reordering).
+    misordered: int = 0
     space: asyncio.Event = field(default_factory=asyncio.Event)
     #: (send time, latency) of each received token while recording, else None.
     latencies: list[tuple[float, float]] | None = None
 
     def __post_init__(self) -> None:
-        self.ide.on("response", handler=self.on_token)
+        self.ide.on_event = self.on_ide_event
 
-    def on_token(self, text: str) -> None:
-        """The IDE got a token: count it, note its latency, reopen the sender's window."""
+    def on_ide_event(self, name: str, args: list[Any]) -> None:
+        """Count `response` tokens; the hub's other events (status, turnStarted, ...) pass."""
+        if name != "response":
+            return None
+        stamp, seq = args[0].split(" ", 1)
+        if int(seq) != self.received:
+            self.misordered += 1
         self.received += 1
         if self.latencies is not None:
-            sent_at = float(text[: text.index(" ")])
+            sent_at = float(stamp)
             self.latencies.append((sent_at, perf_counter() - sent_at))
         if self.sent - self.received <= self.window // 2:
             self.space.set()
+        return None
 
-    async def send(self) -> None:
-        """Emit one `response` token carrying its send time."""
-        await self.drone.emit("response", f"{perf_counter():.6f} tok")
+    def send(self) -> None:
+        """Emit one `response` token carrying its send time and sequence number."""
+        self.drone.emit("response", f"{perf_counter():.6f} {self.sent}")
         self.sent += 1
 
+    @property
+    def connected(self) -> bool:
+        return self.drone.connected and self.ide.connected
+
     async def close(self) -> None:
-        for sio in (self.drone, self.ide):
+        for sock in (self.drone, self.ide):
             with contextlib.suppress(Exception):
-                await sio.disconnect()
+                await sock.close()
 
 
 async def _bounded(jobs: list[Callable[[], Awaitable[Stream]]]) -> list[Stream]:
@@ -88,8 +90,8 @@ async def bare_streams(url: str, n: int, window: int) -> list[Stream]:
 
     async def one(i: int) -> Stream:
         s = Stream(window=window)
-        await connect(s.ide, url, {"room": f"s{i}"})
-        await connect(s.drone, url, {"room": f"s{i}", "drone": True})
+        await s.ide.connect(url, {"room": f"s{i}"})
+        await s.drone.connect(url, {"room": f"s{i}", "drone": True})
         return s
 
     return await _bounded([functools.partial(one, i) for i in range(n)])
@@ -114,20 +116,22 @@ async def _register(url: str, n: int) -> tuple[str, str, list[tuple[str, str]]]:
 
 
 async def _hub_stream(url: str, token: str, project_id: str, drone: tuple[str, str]) -> Stream:
-    s = Stream()
     got_order = asyncio.Event()
 
-    def process_work_order(*_: Any) -> bool:
+    def on_drone_event(name: str, args: list[Any]) -> list[Any] | None:
+        if name != "processWorkOrder":
+            return None
         got_order.set()
-        return True
+        return [True]  # the hub fails the turn unless the drone acks within 30 s
 
-    s.drone.on("processWorkOrder", handler=process_work_order)
-    await connect(s.drone, url, {"registrationId": drone[0], "key": drone[1]})
-    await connect(s.ide, url, {"token": token})
-    lock = ({"_id": drone[0]}, {"_id": project_id}, None)
-    ok, chat_id = await s.ide.call("requestSessionLock", lock, timeout=30)
+    s = Stream(drone=Socket(on_drone_event))
+    await s.drone.connect(url, {"registrationId": drone[0], "key": drone[1]})
+    await s.ide.connect(url, {"token": token})
+    ok, chat_id = await s.ide.call(
+        "requestSessionLock", {"_id": drone[0]}, {"_id": project_id}, None
+    )
     assert ok is True, chat_id
-    ok, turn_id = await s.ide.call("submitPrompt", "stream tokens", timeout=30)
+    ok, turn_id = await s.ide.call("submitPrompt", "stream tokens")
     assert ok is True, turn_id
     async with asyncio.timeout(30):
         await got_order.wait()

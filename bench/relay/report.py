@@ -54,6 +54,22 @@ ROWS = [
     Row("p99 ms, 100 streams x 50 tok/s", lambda r: r.paced.p99_ms, "{:.2f}", False),
     Row("max ms, 100 streams x 50 tok/s", lambda r: r.paced.max_ms, "{:.1f}", False),
     Row("server CPU %, 100 streams x 50 tok/s", lambda r: r.paced.cpu_share * 100, "{:.0f}", False),
+    Row("client CPU µs/event, 10 streams", lambda r: r.ten.client_us_per_event, "{:.1f}", False),
+    Row(
+        "client CPU µs/event, 100 streams x 50 tok/s",
+        lambda r: r.paced.client_us_per_event,
+        "{:.1f}",
+        False,
+    ),
+    Row(
+        "client CPU %, 100 streams x 50 tok/s",
+        lambda r: r.paced.client_share * 100,
+        "{:.0f}",
+        False,
+    ),
+    Row(
+        "worst send lag ms, 100 streams x 50 tok/s", lambda r: r.paced.send_lag_ms, "{:.1f}", False
+    ),
 ]
 
 

@@ -20,7 +20,6 @@ from gadget.hub.core import Core, Service
 from gadget.hub.routing import DroneLink, Lock
 from gadget.hub.sessions import Sessions
 from gadget.hub.turns import WorkOrders
-from gadget.hub.views import chat_session_json, drone_json, project_json
 from gadget.protocol import (
     CrashRecoveryRequest,
     CrashRecoveryResponse,
@@ -156,14 +155,7 @@ class Recovery(Service):
         user = await self._store.get_user(chat.user_id) if chat else None
         if chat is None or drone is None or project is None or user is None:
             return
-        link.lock = Lock(
-            chat.id,
-            user.id,
-            user.username,
-            registration=drone_json(drone),
-            project=project_json(project),
-            chat_session=chat_session_json(chat),
-        )
+        link.lock = Lock.of(chat, user.id, user.username, drone, project)
 
     async def orphans_at_start(self) -> None:
         """At hub start: every processing turn gets the grace period to see its drone back."""

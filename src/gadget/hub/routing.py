@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gadget.hub.views import chat_session_json, drone_json, project_json
 from gadget.protocol import WorkspaceMode
+from gadget.store.tables import ChatSession, DroneRegistration, Project
 
 
 def session_room(chat_session_id: str) -> str:
@@ -34,6 +36,25 @@ class Lock:
     registration: dict[str, Any]
     project: dict[str, Any]
     chat_session: dict[str, Any]
+
+    @classmethod
+    def of(
+        cls,
+        chat: ChatSession,
+        user_id: str,
+        username: str,
+        drone: DroneRegistration,
+        project: Project,
+    ) -> Lock:
+        """A lock of `drone` for `chat`, carrying the objects work orders are sent with."""
+        return cls(
+            chat.id,
+            user_id,
+            username,
+            registration=drone_json(drone),
+            project=project_json(project),
+            chat_session=chat_session_json(chat),
+        )
 
     @property
     def room(self) -> str:

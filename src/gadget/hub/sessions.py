@@ -8,7 +8,6 @@ from gadget.hub.core import Core, Service
 from gadget.hub.exceptions import NotFound, Refused
 from gadget.hub.routing import DroneLink, IdeLink, Lock, session_room, user_room
 from gadget.hub.turns import WorkOrders
-from gadget.hub.views import chat_session_json, drone_json, project_json
 from gadget.protocol import DroneEvent, HubEvent, WorkspaceMode
 from gadget.store.tables import ChatSession
 
@@ -48,14 +47,7 @@ class Sessions(Service):
         self._leave(ide)
         if held is not None and held.chat_session_id != chat.id:
             await self._drop_lock(link, f"session lock taken over by {ide.username}")
-        link.lock = Lock(
-            chat.id,
-            ide.user_id,
-            ide.username,
-            registration=drone_json(drone),
-            project=project_json(project),
-            chat_session=chat_session_json(chat),
-        )
+        link.lock = Lock.of(chat, ide.user_id, ide.username, drone, project)
         ide.drone_id, ide.chat_session_id = drone_id, chat.id
         self._tasks.cancel_timer(f"ide-grace:{drone_id}")
         await self._bus.sio.enter_room(ide.sid, session_room(chat.id))
