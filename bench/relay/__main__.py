@@ -112,6 +112,7 @@ def describe(o: Options) -> dict[str, str]:
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "pinning": f"server CPU {server_cpu}, clients CPU {client_cpu}",
+        "clients": "bench.relay.wire (raw Engine.IO/Socket.IO over websockets' sans-I/O protocol)",
         "loop": "asyncio" if o.plain_asyncio else "uvloop (as `gadget hub`)",
         "load": f"rounds {o.rounds}, {o.warmup:g} s warm-up + {o.duration:g} s per unpaced "
         f"figure, window {o.window}; paced {o.streams} x {o.rate:g} tok/s for {o.duration + 1:g} s",

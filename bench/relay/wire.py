@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from websockets.client import ClientProtocol
@@ -131,8 +131,7 @@ class Socket(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         self._flush()  # the HTTP upgrade request
 
     def data_received(self, data: bytes) -> None:

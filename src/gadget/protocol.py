@@ -267,6 +267,9 @@ class TurnOut(_Wire):
     blocks: list[BlockOut] = Field(default_factory=list)
     toolCalls: list[ToolCallOut] = Field(default_factory=list)
     stats: dict[str, Any] = Field(default_factory=dict)
+    #: Live turns only: the stream so far of each subagent still running, by agentId,
+    #: as `[event, payload]` pairs (a finished subagent's is in its tool call's `subagent.stream`).
+    agentStreams: dict[str, list[Any]] | None = None
 
     def wire(self) -> dict[str, Any]:
         """The JSON-ready dict with `_id` and without unset optional fields."""

@@ -139,12 +139,47 @@ async def _has_blocks(hub: HubHarness, turn_id: str, expected: list[tuple[str, A
     return await stored_blocks(hub, turn_id) == expected
 
 
+SUBAGENT_STREAM: list[tuple[str, dict[str, Any]]] = [
+    ("agent:thinking", {"thinking": "hm"}),
+    ("agent:thinking", {"thinking": "m"}),
+    ("agent:tool-call", {"tool": "read_file", "args": {"path": "a.py"}}),
+    ("agent:tool-result", {"tool": "read_file", "result": "1: x"}),
+    ("agent:response", {"chunk": "found "}),
+    ("agent:response", {"chunk": "it"}),
+]
+#: What the hub keeps of it: consecutive text merged, agentId left out.
+SUBAGENT_STORED = [
+    ["agent:thinking", {"thinking": "hmm"}],
+    ["agent:tool-call", {"tool": "read_file", "args": {"path": "a.py"}}],
+    ["agent:tool-result", {"tool": "read_file", "result": "1: x"}],
+    ["agent:response", {"chunk": "found it"}],
+]
+
+
+async def test_a_running_subagents_stream_is_in_the_snapshot_of_a_reload(hub: HubHarness) -> None:
+    s = await setup_session(hub)
+    turn_id = await start_turn(s.ide, s.drone)
+    for event, payload in SUBAGENT_STREAM:
+        await s.drone.emit(event, {"agentId": "task-1", **payload})
+    await s.ide.log.wait_for("agent:response", lambda a: a[0]["chunk"] == "it")
+    reloaded = await hub.ide(s.token)
+    ok, _ = await reloaded.call(
+        "requestSessionLock", {"_id": s.drone_id}, {"_id": s.project_id}, {"_id": s.chat_id}
+    )
+    assert ok is True
+    (snapshot,) = await reloaded.log.wait_for("turnSnapshot")
+    assert snapshot["_id"] == turn_id
+    assert snapshot["agentStreams"] == {"task-1": SUBAGENT_STORED}
+
+
 async def test_subagent_completion_updates_the_tool_call_and_its_block(hub: HubHarness) -> None:
     s = await setup_session(hub)
     turn_id = await start_turn(s.ide, s.drone)
     params = json.dumps({"prompt": "look around"})
+    # The drone's order: the subagent streams, then the parent's toolCall, then agent:complete.
+    for event, payload in SUBAGENT_STREAM:
+        await s.drone.emit(event, {"agentId": "task-1", **payload})
     await s.drone.emit("toolCall", "task-1", "task", params, '"started"')
-    await s.drone.emit("agent:thinking", {"agentId": "task-1", "thinking": "hmm"})
     summary = {"steps": 3, "toolCalls": [{"name": "read_file"}]}
     done = {"agentId": "task-1", "response": "found it", "subagent": summary, "stats": {"n": 1}}
     await s.drone.emit("agent:complete", done)
@@ -156,7 +191,7 @@ async def test_subagent_completion_updates_the_tool_call_and_its_block(hub: HubH
         "name": "task",
         "parameters": params,
         "response": "found it",
-        "subagent": summary,
+        "subagent": {**summary, "stream": SUBAGENT_STORED},
     }
     live = await hub.get_turn(s.token, turn_id)  # from the recorder's mirror
     assert live["toolCalls"] == [expected_call]

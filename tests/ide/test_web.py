@@ -336,6 +336,12 @@ async def test_subagent_streams_inside_its_tool_card(page: Page, hub: HubHarness
     await expect(turn.locator(".block-responding")).to_have_text(
         "The subagent found that add subtracts."
     )
+    # The hub kept the subagent's stream: after a reload the card shows its steps again.
+    await page.reload()
+    card = turn_el(page, turn_id).locator('.tool-card[data-call-id="t1"]')
+    await expect(card.locator(".sub-response")).to_have_text("add subtracts.")
+    await expect(card.locator(".sub-tool[data-tool=read_file]")).to_have_count(1)
+    await expect(card.locator(".sub-thinking").first).to_contain_text("Child reads")
 
 
 async def test_phone_width_and_keyboard(page: Page, hub: HubHarness, ws: Path) -> None:

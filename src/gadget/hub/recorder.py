@@ -29,6 +29,9 @@ from gadget.store.tables import utcnow
 
 logger = logging.getLogger(__name__)
 
+#: The text field of each subagent text event (merged across consecutive deltas).
+_AGENT_TEXT = {"agent:thinking": "thinking", "agent:response": "chunk"}
+
 
 class _Writer:
     """Applies queued writes in order, a whole batch per transaction; failures are retried alone."""
@@ -130,6 +133,8 @@ class TurnRecord:
     blocks: list[_TextBlock | _ToolBlock] = field(default_factory=list)
     calls: dict[str, ToolCallOut] = field(default_factory=dict)
     growing: _TextBlock | None = None
+    #: The stream of each subagent still running, by agentId (see `agent_event`).
+    agents: dict[str, list[list[Any]]] = field(default_factory=dict)
 
 
 class Recorder:
@@ -182,6 +187,7 @@ class Recorder:
         rec = self._turns.get(turn_id)
         if rec is not None:
             self._close_growing(rec)
+            rec.agents.clear()
             rec.attempt += 1
             rec.base = rec.base.model_copy(update={"retries": rec.base.retries + 1})
 
@@ -253,6 +259,25 @@ class Recorder:
         rec.blocks.append(_ToolBlock(idx, rec.attempt, at, call.callId))
         self._writer.put(batch.InsertToolCall(turn_id, idx, rec.attempt, at, call))
 
+    def agent_event(self, turn_id: str, agent_id: str, event: str, payload: dict[str, Any]) -> None:
+        """Keep a subagent's event; consecutive text deltas are merged into one entry."""
+        rec = self._turns.get(turn_id)
+        if rec is None:
+            return
+        stream = rec.agents.setdefault(agent_id, [])
+        data = {k: v for k, v in payload.items() if k != "agentId"}
+        key = _AGENT_TEXT.get(event)
+        last = stream[-1] if stream else None
+        if (
+            key is not None
+            and last is not None
+            and last[0] == event
+            and isinstance(data.get(key), str)
+        ):
+            last[1] = {**last[1], key: last[1][key] + data[key]}
+        else:
+            stream.append([event, data])
+
     def complete_tool(
         self, turn_id: str, call_id: str, response: str | None, subagent: dict[str, Any] | None
     ) -> bool:
@@ -260,6 +285,9 @@ class Recorder:
         rec = self._turns.get(turn_id)
         if rec is None or call_id not in rec.calls:
             return False
+        stream = rec.agents.pop(call_id, None)
+        if stream:
+            subagent = {**(subagent or {}), "stream": stream}
         update: dict[str, Any] = {}
         if response is not None:
             update["response"] = response
@@ -294,7 +322,10 @@ class Recorder:
                 )
         calls = list(rec.calls.values())
         stats = {"toolCallCount": len(calls), "blockCount": len(blocks)}
-        return rec.base.model_copy(update={"blocks": blocks, "toolCalls": calls, "stats": stats})
+        streams = {k: [list(e) for e in v] for k, v in rec.agents.items()} or None
+        return rec.base.model_copy(
+            update={"blocks": blocks, "toolCalls": calls, "stats": stats, "agentStreams": streams}
+        )
 
     # -- writes ----------------------------------------------------------------
     def _close_growing(self, rec: TurnRecord) -> None:

@@ -139,11 +139,13 @@ class DroneHandlers:
         async def handle(sid: str, *args: Any) -> None:
             if len(args) != 1 or not isinstance(args[0], dict):
                 raise ArgsError(f"{event} expects one object")
-            model.model_validate(args[0])
+            payload = model.model_validate(args[0])
             found = self._streaming(sid, event)
             if found is not None:
-                assert found[0].lock is not None
-                await self._bus.to_room(found[0].lock.room, event, args[0])
+                link, turn_id = found
+                assert link.lock is not None
+                self._recorder.agent_event(turn_id, payload.agentId, event, args[0])
+                await self._bus.to_room(link.lock.room, event, args[0])
 
         return handle
 

@@ -87,7 +87,26 @@ export function fromServer(json) {
   for (const callId of Object.keys(tools)) {
     if (!inBlocks.has(callId)) blocks.push({ kind: "tool", callId, attempt });
   }
-  return { ...turn, attempt, blocks, tools };
+  return withAgentStreams({ ...turn, attempt, blocks, tools }, json.agentStreams);
+}
+
+/**
+ * Rebuild subagent cards from what the hub kept of their streams: a finished subagent's
+ * `subagent.stream` in its tool call, a running one's in the snapshot's `agentStreams`.
+ * Both are `[event, payload]` pairs, replayed through the same reducer as live events.
+ */
+function withAgentStreams(turn, running) {
+  const streams = Object.values(turn.tools)
+    .filter((tool) => Array.isArray(tool.subagent?.stream))
+    .map((tool) => [tool.callId, tool.subagent.stream]);
+  streams.push(...Object.entries(running || {}));
+  let result = turn;
+  for (const [agentId, stream] of streams) {
+    for (const [name, data] of stream) {
+      if (name in AGENT_REDUCERS) result = agentEvent(result, name, { ...data, agentId });
+    }
+  }
+  return result;
 }
 
 /** `turnStarted` for a turn we may already know: update its header, keep its blocks. */
