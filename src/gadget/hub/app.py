@@ -75,7 +75,7 @@ def build_hub(settings: Settings) -> Hub:
     manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
     sio = socketio.AsyncServer(
         async_mode="asgi",
-        cors_allowed_origins=[],
+        cors_allowed_origins=None,  # same origin only: the IDE is served by the hub
         async_handlers=False,  # one connection's events in order (see sockets/drone.py)
         json=fastjson,
         max_http_buffer_size=2 * MAX_PAYLOAD + 1_000_000,
