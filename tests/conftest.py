@@ -21,9 +21,12 @@ async def hub(tmp_path: Path) -> AsyncIterator[HubHarness]:
 
 @pytest.fixture
 def hub_factory(tmp_path: Path) -> Callable[..., AbstractAsyncContextManager[HubHarness]]:
-    """Start hubs with custom settings (same home each time: a restart keeps the database)."""
+    """Start hubs with custom settings (same home each time: a restart keeps the database).
 
-    def factory(**overrides: Any) -> AbstractAsyncContextManager[HubHarness]:
-        return running_hub(hub_settings(tmp_path / "home", **overrides))
+    `port` reuses a stopped hub's port, so its clients can reconnect to the new one.
+    """
+
+    def factory(port: int = 0, **overrides: Any) -> AbstractAsyncContextManager[HubHarness]:
+        return running_hub(hub_settings(tmp_path / "home", **overrides), port=port)
 
     return factory

@@ -185,9 +185,9 @@ class HubHarness:
 
 
 @contextlib.asynccontextmanager
-async def running_hub(settings: Settings) -> AsyncIterator[HubHarness]:
-    """Serve a hub with `settings` on a free loopback port until the block ends."""
-    config = uvicorn_config(settings, host="127.0.0.1", port=0, log_level="error")
+async def running_hub(settings: Settings, port: int = 0) -> AsyncIterator[HubHarness]:
+    """Serve a hub with `settings` on loopback `port` (0: a free one) until the block ends."""
+    config = uvicorn_config(settings, host="127.0.0.1", port=port, log_level="error")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -56,9 +57,21 @@ async def read_until(stream: asyncio.StreamReader, pattern: str, timeout: float 
     return seen
 
 
-async def test_up_serves_the_ide_with_a_local_drone_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+async def eventually(check: Callable[[], bool], timeout: float) -> bool:
+    """Whether `check()` becomes true within `timeout` seconds (polled: processes have no events)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if check():
+            return True
+        await asyncio.sleep(0.1)
+    return check()
+
+
+async def start_up(tmp_path: Path) -> tuple[asyncio.subprocess.Process, str, str]:
+    """`gadget up` in its own session (as from a terminal): (process, url, banner)."""
     workspace = tmp_path / "myproject"
-    workspace.mkdir()
+    workspace.mkdir(exist_ok=True)
     port = free_port()
     env = {
         **os.environ,
@@ -66,23 +79,41 @@ async def test_up_serves_the_ide_with_a_local_drone_and_stops_on_ctrl_c(tmp_path
         "GADGET_LLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gadget.cli",
-        "up",
-        "--port",
-        str(port),
-        cwd=workspace,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+        sys.executable, "-m", "gadget.cli", "up", "--port", str(port),
+        cwd=workspace, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    banner = await read_until(proc.stdout, r"Ctrl-C stops")
+    return proc, f"http://127.0.0.1:{port}", banner
+
+
+async def wait_drone_online(http: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            drones = (await http.get("/api/drones", headers=headers)).json()
+            if drones and drones[0]["online"]:
+                return
+            await asyncio.sleep(0.2)
+
+
+async def stop(proc: asyncio.subprocess.Process) -> str:
+    """Ctrl-C as a terminal sends it (to the whole foreground group); the rest of the output."""
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        rest = (await proc.stdout.read()).decode()
+        code = await proc.wait()
+    assert code == 0, rest
+    return rest
+
+
+async def test_up_serves_the_ide_with_a_local_drone_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    proc, url, banner = await start_up(tmp_path)
     try:
-        assert proc.stdout is not None
-        banner = await read_until(proc.stdout, r"Ctrl-C stops")
         creds = re.search(r"log in as (\S+) with password (\S+)", banner)
         assert creds, banner
-        url = f"http://127.0.0.1:{port}"
+        assert "cannot reach the model" in banner + (await read_until(proc.stdout, "note:"))  # type: ignore[arg-type]
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             page = await http.get("/")
             assert page.status_code == 200 and "<html" in page.text.lower()
@@ -93,20 +124,47 @@ async def test_up_serves_the_ide_with_a_local_drone_and_stops_on_ctrl_c(tmp_path
             headers = {"Authorization": f"Bearer {login.json()['token']}"}
             projects = (await http.get("/api/projects", headers=headers)).json()
             assert [p["name"] for p in projects] == ["myproject"]
-            async with asyncio.timeout(20):
-                while True:
-                    drones = (await http.get("/api/drones", headers=headers)).json()
-                    if drones and drones[0]["online"]:
-                        break
-                    await asyncio.sleep(0.2)
+            await wait_drone_online(http, headers)
         family = descendants(proc.pid)
         assert family, "the drone should run as a child process"
-        proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(30):
-            code = await proc.wait()
-        assert code == 0
+        rest = await stop(proc)
+        assert "again" not in rest, rest  # the drone was stopped once, gracefully
         await asyncio.sleep(0.2)
         assert not [p for p in family if alive(p)], "a process outlived gadget up"
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    # A second run reuses the user, the drone and the project.
+    proc, url, banner = await start_up(tmp_path)
+    try:
+        assert "password in" in banner and "with password" not in banner
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            login = await http.post(
+                "/api/auth/login", json={"username": creds[1], "password": creds[2]}
+            )
+            headers = {"Authorization": f"Bearer {login.json()['token']}"}
+            await wait_drone_online(http, headers)
+            assert len((await http.get("/api/drones", headers=headers)).json()) == 1
+            assert len((await http.get("/api/projects", headers=headers)).json()) == 1
+        await stop(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_a_killed_up_takes_its_drone_with_it(tmp_path: Path) -> None:
+    proc, _, _ = await start_up(tmp_path)
+    try:
+        assert await eventually(lambda: bool(descendants(proc.pid)), 20)
+        family = descendants(proc.pid)
+        proc.kill()
+        await proc.wait()
+        assert await eventually(lambda: not [p for p in family if alive(p)], 15), (
+            "the drone outlived it"
+        )
     finally:
         if proc.returncode is None:
             proc.kill()

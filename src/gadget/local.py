@@ -125,7 +125,21 @@ def _start_drone(url: str, drone_id: str, key: str, workspace: Path) -> subproce
         "GADGET_DRONE_KEY": key,
     }
     env["GADGET_WORKSPACE"] = str(workspace)
-    return subprocess.Popen([sys.executable, "-m", "gadget.cli", "drone"], env=env)
+    # Its own session: a terminal's Ctrl-C reaches only `gadget up`, which stops the drone once.
+    return subprocess.Popen(
+        [sys.executable, "-m", "gadget.cli", "drone"],
+        env=env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+
+
+def _die_with_parent() -> None:
+    """Linux: the drone gets SIGTERM if `gadget up` dies without stopping it (kill -9)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 async def _model_hint() -> str | None:

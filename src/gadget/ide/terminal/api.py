@@ -77,6 +77,10 @@ class HubApi:
         """Every turn of a chat session, oldest first."""
         return list(await self._request("GET", f"/api/chat-sessions/{chat_session_id}/turns"))
 
+    async def turn(self, turn_id: str) -> Json:
+        """One turn, as far as it got (the hub's live mirror while it runs)."""
+        return dict(await self._request("GET", f"/api/turns/{turn_id}"))
+
 
 def _detail(r: httpx.Response) -> str:
     try:

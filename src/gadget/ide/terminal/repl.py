@@ -37,6 +37,8 @@ class Repl:
         self.reader = reader
         self.console = console
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Set by Ctrl-C while the connection is lost: nothing to cancel, so stop.
+        self._interrupted = asyncio.Event()
         self.commands: dict[str, Command] = {
             "/mode": self.cmd_mode,
             "/cancel": self.cmd_cancel,
@@ -47,7 +49,11 @@ class Repl:
         }
 
     async def run(self, chat_id: str | None) -> int:
-        """Lock the session and read lines until /quit, end of input or a lost connection."""
+        """Lock the session and read lines until /quit, end of input or a fatal error.
+
+        A lost connection is retried in the background (see `reconnect`); Ctrl-C
+        while it is lost exits 130, an expired token raises `LoginFailed`.
+        """
         await self.client.connect()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
@@ -63,30 +69,38 @@ class Repl:
 
     async def _loop(self) -> int:
         gone: asyncio.Future[Any] = asyncio.ensure_future(self.client.gone.wait())
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self._interrupted.wait())
         try:
             while True:
                 read = asyncio.ensure_future(self.reader.readline())
-                await asyncio.wait({read, gone}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({read, gone, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if not read.done():
                     read.cancel()
-                    return 1
+                    return self._stopped()
                 line = read.result()
                 if line is None:
-                    return await self._end_of_input(gone)
+                    return await self._end_of_input({gone, stop})
                 if not await self._handle(line.strip()):
                     return 0
         finally:
             gone.cancel()
+            stop.cancel()
 
-    async def _end_of_input(self, gone: asyncio.Future[Any]) -> int:
-        """Ctrl-D or the end of piped input: let a running turn finish first."""
-        if self.client.turn_id is not None:
-            self._say("end of input: waiting for the turn to finish (Ctrl-C cancels it)")
-            idle: asyncio.Future[Any] = asyncio.ensure_future(self.client.idle.wait())
-            await asyncio.wait({idle, gone}, return_when=asyncio.FIRST_COMPLETED)
-            idle.cancel()
-            return 0 if idle.done() and not idle.cancelled() else 1
-        return 0
+    def _stopped(self) -> int:
+        """The exit status when the chat stops without /quit; a fatal error is raised."""
+        if self.client.error is not None:
+            raise self.client.error
+        return 130 if self._interrupted.is_set() else 1
+
+    async def _end_of_input(self, stops: set[asyncio.Future[Any]]) -> int:
+        """Ctrl-D or the end of piped input: let a running turn finish first (when connected)."""
+        if self.client.turn_id is None or not self.client.connected:
+            return 0
+        self._say("end of input: waiting for the turn to finish (Ctrl-C cancels it)")
+        idle: asyncio.Future[Any] = asyncio.ensure_future(self.client.idle.wait())
+        await asyncio.wait({idle, *stops}, return_when=asyncio.FIRST_COMPLETED)
+        idle.cancel()
+        return 0 if idle.done() and not idle.cancelled() else self._stopped()
 
     async def _handle(self, line: str) -> bool:
         """Run one typed line; expected failures are shown and the loop goes on."""
@@ -109,6 +123,10 @@ class Repl:
         self.client.view.note(message, style)
 
     def _on_interrupt(self) -> None:
+        if self.client.reconnector.running:
+            self._say("interrupted while reconnecting")
+            self._interrupted.set()
+            return
         if self.client.turn_id is None:
             self._say("(/quit or Ctrl-D to exit)")
             return

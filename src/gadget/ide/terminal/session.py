@@ -1,8 +1,13 @@
 """One chat over Socket.IO: lock a drone for a session, submit prompts, show the stream.
 
 Hub events are dispatched by a table (`_event_table`), typed `/commands` by
-another (`commands.COMMANDS`). While a lock is being taken, events are held and
+another (`repl.Repl.commands`). While a lock is being taken, events are held and
 shown after the session's history, so a mid-turn snapshot follows the older turns.
+
+A dropped connection is not the end: `reconnect.Reconnector` opens a new
+socket and locks the same session again; `progress.TurnProgress` knows how much
+of the running turn is on screen, so the hub's snapshot (or the stored turn,
+when it finished meanwhile) adds only the rest.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from rich.console import Console
 from rich.text import Text
 
 from gadget.ide.terminal.api import HubApi, Json
-from gadget.ide.terminal.exceptions import HubRefused, HubUnreachable
+from gadget.ide.terminal.exceptions import HubRefused, HubUnreachable, TerminalError
+from gadget.ide.terminal.progress import TurnProgress
+from gadget.ide.terminal.reconnect import Reconnector
 from gadget.ide.terminal.render import TurnRenderer
 from gadget.protocol import (
     AgentComplete,
     AgentToolCall,
     ArgsError,
+    BlockMode,
     DroneEvent,
     HubEvent,
     IdeEvent,
@@ -58,6 +66,7 @@ class ChatClient:
         self.api = api
         self.console = console
         self.view = TurnRenderer(console)
+        self.progress = TurnProgress(self.view)
         self.drone = drone
         self.project = project
         self.sio = socketio.AsyncClient(reconnection=False)
@@ -65,7 +74,10 @@ class ChatClient:
         self._turn_id: str | None = None
         self.idle = asyncio.Event()
         self.idle.set()
+        #: Set when the chat cannot go on (`error` says why, e.g. an expired token).
         self.gone = asyncio.Event()
+        self.error: TerminalError | None = None
+        self.reconnector = Reconnector(self)
         self._submitted: str | None = None
         self._finished: set[str] = set()
         self._held: list[tuple[str, tuple[Any, ...]]] | None = None
@@ -90,8 +102,8 @@ class ChatClient:
             DroneEvent.STATUS: lambda message: self.view.note(f"· {message}"),
             DroneEvent.LOG: self.on_log,
             DroneEvent.WORKSPACE_MODE_CHANGED: lambda m: self.view.note(f"· workspace mode: {m}"),
-            DroneEvent.THINKING: lambda delta: self.view.thinking(str(delta)),
-            DroneEvent.RESPONSE: lambda delta: self.view.response(str(delta)),
+            DroneEvent.THINKING: lambda delta: self.progress.text(BlockMode.THINKING, str(delta)),
+            DroneEvent.RESPONSE: lambda delta: self.progress.text(BlockMode.RESPONDING, str(delta)),
             DroneEvent.TOOL_CALL: self.on_tool_call,
             DroneEvent.WORK_ORDER_COMPLETE: self.on_complete,
             DroneEvent.AGENT_TOOL_CALL: self.on_agent_tool_call,
@@ -102,13 +114,24 @@ class ChatClient:
             HubEvent.ERROR: self.on_error,
         }
 
+    @property
+    def connected(self) -> bool:
+        """Whether the socket is connected now."""
+        return bool(self.sio.connected)
+
     async def connect(self) -> None:
-        """Register the event table and connect with the user's token."""
+        """Connect with the user's token (`HubUnreachable` when refused)."""
+        await self.open_socket()
+
+    async def open_socket(self) -> None:
+        """A new socket with the event table, connected with the user's token."""
+        sio = socketio.AsyncClient(reconnection=False)
         for event in self._table:
-            self.sio.on(event, handler=self._entry(event))
-        self.sio.on("disconnect", handler=self._on_disconnect)
+            sio.on(event, handler=self._entry(sio, event))
+        sio.on("disconnect", handler=lambda *_: self._on_disconnect(sio))
+        self.sio = sio
         try:
-            await self.sio.connect(
+            await sio.connect(
                 self.api.url,
                 auth={"token": self.api.token},
                 transports=["websocket"],
@@ -120,8 +143,9 @@ class ChatClient:
             ) from None
 
     async def close(self) -> None:
-        """Release the lock when idle, and disconnect."""
+        """Stop reconnecting, release the lock when idle, and disconnect."""
         self._quitting = True
+        self.reconnector.stop()
         if self.sio.connected:
             if self.chat_id is not None and self.turn_id is None:
                 try:
@@ -130,13 +154,21 @@ class ChatClient:
                     logger.debug("release on exit: %s", exc)
             await self.sio.disconnect()
 
-    def _on_disconnect(self, *args: Any) -> None:
-        if not self._quitting:
-            self.view.note("✗ disconnected from the hub", "bold red")
+    def fail(self, error: TerminalError) -> None:
+        """End the chat with `error` (shown by the caller of the read-eval loop)."""
+        self.error = error
         self.gone.set()
 
-    def _entry(self, event: str) -> Callable[..., None]:
+    def _on_disconnect(self, sio: socketio.AsyncClient) -> None:
+        if self._quitting or sio is not self.sio:
+            return
+        self.view.note("connection lost — reconnecting… (/quit to exit)", "yellow")
+        self.reconnector.start()
+
+    def _entry(self, sio: socketio.AsyncClient, event: str) -> Callable[..., None]:
         def entry(*args: Any) -> None:
+            if sio is not self.sio:
+                return  # a late event of a socket that was replaced
             if self._held is not None:
                 self._held.append((event, args))
             else:
@@ -159,24 +191,29 @@ class ChatClient:
         except socketio.exceptions.TimeoutError:
             raise HubRefused(f"the hub did not answer {event} within {CALL_TIMEOUT} s") from None
         except socketio.exceptions.BadNamespaceError:
-            raise HubRefused("not connected to the hub") from None
+            raise HubRefused("not connected to the hub (reconnecting…)") from None
         ok, value = ack(result)
         if not ok:
             raise HubRefused(f"{event} refused: {value or 'no reason given'}")
         return value
 
+    async def _request_lock(self, chat_id: str | None) -> str:
+        ref = {"_id": chat_id} if chat_id else None
+        value = await self.call(
+            IdeEvent.REQUEST_SESSION_LOCK,
+            {"_id": self.drone["_id"]},
+            {"_id": self.project["_id"]},
+            ref,
+        )
+        return str(value)
+
     async def lock(self, chat_id: str | None) -> None:
         """Lock the drone for a new (`None`) or resumed session and show its history."""
         self._held = []
         try:
-            ref = {"_id": chat_id} if chat_id else None
-            value = await self.call(
-                IdeEvent.REQUEST_SESSION_LOCK,
-                {"_id": self.drone["_id"]},
-                {"_id": self.project["_id"]},
-                ref,
-            )
-            self.chat_id, self.turn_id = str(value), None
+            self.chat_id = await self._request_lock(chat_id)
+            self.turn_id = None
+            self.progress.begin(None)
             self.view.note(
                 f"session {self.chat_id} · drone {self.drone['name']} · project {self.project['name']}",
                 "bold blue",
@@ -184,9 +221,35 @@ class ChatClient:
             if chat_id is not None:
                 await self._show_history()
         finally:
-            held, self._held = self._held, None
-            for event, args in held:
-                self._dispatch(event, args)
+            self._release_held()
+
+    async def relock(self) -> None:
+        """After a reconnect: lock the same session again and catch up on the running turn."""
+        if self.chat_id is None:
+            return
+        self._held = []
+        try:
+            await self._request_lock(self.chat_id)
+            snapshot = any(event == HubEvent.TURN_SNAPSHOT for event, _ in self._held)
+            if self.turn_id is not None and not snapshot:
+                await self._catch_up_stored(self.turn_id)
+        finally:
+            self._release_held()
+
+    async def _catch_up_stored(self, turn_id: str) -> None:
+        """The turn in flight ended while we were away: show its rest and its end."""
+        turn = TurnOut.model_validate(await self.api.turn(turn_id))
+        self.progress.catch_up(turn)
+        if turn.status is not TurnStatus.PROCESSING:
+            self._finished.add(turn.id)
+            self.view.finished(turn.status is TurnStatus.FINISHED, turn.errorMessage)
+            self.progress.begin(None)
+            self.turn_id = None
+
+    def _release_held(self) -> None:
+        held, self._held = self._held or [], None
+        for event, args in held:
+            self._dispatch(event, args)
 
     async def _show_history(self) -> None:
         assert self.chat_id is not None
@@ -218,40 +281,43 @@ class ChatClient:
     def on_tool_call(self, *args: Any) -> None:
         """toolCall(callId, name, params, response) as a panel."""
         call = parse_args(ToolCallArgs, args)
-        self.view.tool_call(call.callId, call.name, call.params, call.response)
+        self.progress.tool(call.callId, call.name, call.params, call.response)
 
     def on_complete(self, *args: Any) -> None:
         """workOrderComplete(turnId, success, message?): the turn is over."""
         done = parse_args(WorkOrderCompleteArgs, args)
         self._finished.add(done.turnId)
         self.view.finished(done.success, done.message)
+        if done.turnId == self.progress.turn_id:
+            self.progress.begin(None)
         if done.turnId == self.turn_id:
             self.turn_id = None
 
     def on_agent_tool_call(self, payload: Any) -> None:
         """A subagent's tool call, as one dim line."""
         call = AgentToolCall.model_validate(payload)
-        self.view.note(f"  ↳ subagent {call.agentId}: {call.tool}")
+        self.progress.agent_tool(call.agentId, call.tool)
 
     def on_agent_complete(self, payload: Any) -> None:
         """A subagent finished."""
         done = AgentComplete.model_validate(payload)
-        self.view.note(f"  ↳ subagent {done.agentId} finished")
+        self.progress.agent_done(done.agentId)
 
     def on_turn_started(self, payload: Any) -> None:
         """A turn of this session started (ours, or another IDE's: then its prompt is shown)."""
         turn = TurnOut.model_validate(payload)
         if turn.id not in self._finished:
             self.turn_id = turn.id
+            self.progress.begin(turn.id)
         if turn.prompt != self._submitted:
             self.view.prompt(turn.prompt)
         self._submitted = None
 
     def on_snapshot(self, payload: Any) -> None:
-        """The running turn so far, after locking a session mid-turn."""
+        """The running turn so far (after a lock, or a retry): print what is not shown yet."""
         turn = TurnOut.model_validate(payload)
         self.turn_id = turn.id
-        self.view.turn(turn, live=True)
+        self.progress.catch_up(turn)
 
     def on_drone_state(self, payload: Any) -> None:
         """A drone changed: say when ours goes offline or comes back."""
