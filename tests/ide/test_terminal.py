@@ -9,6 +9,8 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pexpect  # type: ignore[import-untyped]
@@ -291,3 +293,85 @@ async def test_end_of_input_lets_the_running_turn_finish(hub: HubHarness) -> Non
     finally:
         term.close()
     assert "all done" in term.screen()
+
+
+def _port(hub: HubHarness) -> int:
+    return int(hub.url.rsplit(":", 1)[1])
+
+
+async def test_a_hub_restart_mid_turn_reconnects_and_shows_the_turn_exactly_once(
+    hub_factory: Callable[..., AbstractAsyncContextManager[HubHarness]],
+) -> None:
+    async with hub_factory() as hub:
+        token = await hub.signup("ann")
+        drone_id, key = await hub.create_drone(token, "buzz")
+        drone = await hub.drone(drone_id, key)
+        term = Terminal("--hub", hub.url, "--drone", "buzz", "--project", "p", token=token)
+        port = _port(hub)
+        await term.expect("type a prompt")
+        term.send("a long job")
+        turn_id = await next_turn(drone)
+        await drone.emit("thinking", "Pondering before the restart")
+        await drone.emit("response", "Alpha paragraph.\n\nBravo is ")
+        await term.expect("Alpha paragraph")
+    try:
+        await term.expect("connection lost — reconnecting")
+        async with hub_factory(port=port, drone_grace_s=10) as hub:
+            # The socket is back but the drone is not: the lock is retried, not given up.
+            await term.expect("is offline")
+            await term.expect("retrying the lock")
+            drone = await hub.drone(drone_id, key)
+            await drone.emit("response", "still growing")  # usually before the re-lock
+            await term.expect("reconnected")
+            await term.expect("still growing")
+            await drone.emit("response", " and done.")
+            await drone.emit("workOrderComplete", turn_id, True)
+            await term.expect("turn finished")
+            term.send("/quit")
+            assert await term.exit_status() == 0
+    finally:
+        term.close()
+    screen = term.screen()
+    parts = ["Pondering before the restart", "Alpha paragraph", "Bravo is", "still growing"]
+    parts += ["and done.", "turn finished"]
+    assert [screen.count(p) for p in parts] == [1] * len(parts), screen
+    assert [screen.index(p) for p in parts] == sorted(screen.index(p) for p in parts)
+    assert screen.index("connection lost") < screen.index("reconnected")
+    assert screen.index("reconnected") < screen.index("still growing")
+    assert "Traceback" not in screen
+
+
+async def test_a_turn_that_ends_while_disconnected_shows_its_rest_after_reconnecting(
+    hub: HubHarness,
+) -> None:
+    token, _, drone = await user_with_drone(hub)
+    assert drone is not None
+    term = Terminal("--hub", hub.url, "--drone", "buzz", "--project", "p", token=token)
+    try:
+        await term.expect("type a prompt")
+        term.send("a short job")
+        turn_id = await next_turn(drone)
+        await drone.emit("thinking", "First thoughts")
+        await term.expect("First thoughts")
+        for sid in list(hub.hub.router.ides):  # drop the terminal's socket
+            await hub.hub.sio.disconnect(sid)
+        # While it is away: the thinking block grows, a tool runs, the answer comes, the end.
+        await drone.emit("thinking", " and second thoughts")
+        params, result = json.dumps({"path": "b.py"}), json.dumps("2: y = 2")
+        await drone.emit("toolCall", "call-7", "read_file", params, result)
+        await drone.emit("response", "The answer is 42.")
+        await drone.emit("workOrderComplete", turn_id, True)
+        await term.expect("connection lost")
+        await term.expect("reconnected")
+        await term.expect("turn finished")
+        term.send("/quit")
+        assert await term.exit_status() == 0
+    finally:
+        term.close()
+    screen = term.screen()
+    parts = ["First thoughts", "and second thoughts", "2: y = 2", "The answer is 42."]
+    parts += ["turn finished"]
+    assert [screen.count(p) for p in parts] == [1] * len(parts), screen
+    assert [screen.index(p) for p in parts] == sorted(screen.index(p) for p in parts)
+    assert screen.index("connection lost") < screen.index("and second thoughts")
+    assert "Traceback" not in screen
