@@ -1,8 +1,9 @@
 """The cost of appending a block to a turn that has 10 blocks against one with 10,000.
 
 Straight on gadget.store (Store, make_engine, migrate) over a temporary SQLite
-file, with the recorder's two writes per text block: `insert_block` (its first
-flush) and `append_block` (a later flush). Both turns live in the same table,
+file, with the recorder's own writes of a text block (`Store.write_batch`, as its
+writer task does): the block's first flush (`InsertBlock`) and a later one
+(`AppendBlock`, `content || delta` addressed by turn and index). Both turns live in the same table,
 so they differ only in how many blocks the turn already has; the timed appends
 alternate between them and each timed block is deleted again (untimed), so
 every sample is the append of block 10 or of block 10,000.
@@ -18,6 +19,7 @@ from time import perf_counter
 from sqlalchemy import delete, insert
 
 from gadget.protocol import BlockMode
+from gadget.store.batch import AppendBlock, InsertBlock
 from gadget.store.database import make_engine, migrate
 from gadget.store.repository import Store
 from gadget.store.tables import TurnBlock, utcnow
@@ -27,7 +29,7 @@ SMALL, LARGE = 10, 10_000
 
 @dataclass
 class AppendCost:
-    """Median time (ms) of one insert_block + append_block at block SMALL and LARGE."""
+    """Median time (ms) of one block's first and second flush at block SMALL and LARGE."""
 
     small_ms: float
     large_ms: float
@@ -59,11 +61,13 @@ async def _fill(store: Store, turn_id: str, count: int) -> None:
 async def _append(store: Store, turn_id: str, idx: int) -> float:
     """Seconds for the recorder's writes of one new text block (then delete it, untimed)."""
     t0 = perf_counter()
-    row = await store.insert_block(turn_id, idx, 1, BlockMode.RESPONDING, utcnow(), "Hello")
-    await store.append_block(row, ", world")
+    await store.write_batch([InsertBlock(turn_id, idx, 1, BlockMode.RESPONDING, utcnow(), "Hello")])
+    await store.write_batch([AppendBlock(turn_id, idx, ", world")])
     elapsed = perf_counter() - t0
     async with store.engine.begin() as conn:
-        await conn.execute(delete(TurnBlock).where(TurnBlock.id == row))
+        await conn.execute(
+            delete(TurnBlock).where(TurnBlock.turn_id == turn_id, TurnBlock.idx == idx)
+        )
     return elapsed
 
 

@@ -101,7 +101,7 @@ def table(results: Results) -> str:
         a = results.append
         lines += [
             "",
-            f"| append cost (insert_block + append_block, median of {a.reps}) | ms |",
+            f"| append cost (first + second flush of a block, median of {a.reps}) | ms |",
             "|---|---:|",
             f"| block {SMALL:,} of a turn | {a.small_ms:.2f} |",
             f"| block {LARGE:,} of a turn | {a.large_ms:.2f} |",

@@ -48,7 +48,7 @@ class Link(Protocol):
         ...
 
     async def relock(self) -> None:
-        """Take the lock of the current session again (`HubRefused` when refused)."""
+        """Lock the current session again and say so (`HubRefused` when refused)."""
         ...
 
     def fail(self, error: TerminalError) -> None:
@@ -108,7 +108,6 @@ class Reconnector:
                     )
                 await asyncio.sleep(LOCK_RETRY_S)
                 continue
-            self._link.view.note("reconnected", "green")
             return
 
     async def _connect(self) -> bool:

@@ -226,10 +226,12 @@ class ChatClient:
     async def relock(self) -> None:
         """After a reconnect: lock the same session again and catch up on the running turn."""
         if self.chat_id is None:
+            self.view.note("reconnected", "green")
             return
         self._held = []
         try:
             await self._request_lock(self.chat_id)
+            self.view.note("reconnected", "green")
             snapshot = any(event == HubEvent.TURN_SNAPSHOT for event, _ in self._held)
             if self.turn_id is not None and not snapshot:
                 await self._catch_up_stored(self.turn_id)
