@@ -375,3 +375,28 @@ async def test_a_turn_that_ends_while_disconnected_shows_its_rest_after_reconnec
     assert [screen.index(p) for p in parts] == sorted(screen.index(p) for p in parts)
     assert screen.index("connection lost") < screen.index("and second thoughts")
     assert "Traceback" not in screen
+
+
+async def test_quit_works_while_reconnecting_and_a_refused_token_ends_the_chat(
+    hub_factory: Callable[..., AbstractAsyncContextManager[HubHarness]],
+) -> None:
+    async with hub_factory() as hub:
+        token, _, _ = await user_with_drone(hub)
+        args = ("--hub", hub.url, "--drone", "buzz", "--project", "p")
+        quitter, expired = Terminal(*args, token=token), Terminal(*args, token=token)
+        port = _port(hub)
+        await quitter.expect("type a prompt")
+        await expired.expect("type a prompt")
+    try:
+        await quitter.expect("connection lost — reconnecting")
+        quitter.send("/quit")  # the hub is down: nothing to wait for
+        assert await quitter.exit_status() == 0
+        # A hub with another secret key refuses the old token: a clear line, exit 1.
+        async with hub_factory(port=port, secret_key="another-secret-key-0123456789abcdef01"):
+            await expired.expect("log in again")
+            assert await expired.exit_status() == 1
+    finally:
+        quitter.close()
+        expired.close()
+    assert "expired or was revoked" in expired.screen()
+    assert "Traceback" not in quitter.screen() + expired.screen()

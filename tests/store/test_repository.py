@@ -59,19 +59,19 @@ async def append_costs(store: Store, blocks: int) -> dict[str, list[str]]:
     call = ToolCallOut(callId="c", name="task", parameters="{}", response='""')
     costs: dict[str, list[str]] = {}
     with statements(store) as seen:
-        row = await store.insert_block(
-            turn_id, blocks, 1, BlockMode.RESPONDING, utcnow(), "first piece"
+        await store.write_batch(
+            [batch.InsertBlock(turn_id, blocks, 1, BlockMode.RESPONDING, utcnow(), "first piece")]
         )
-    costs["insert_block"] = list(seen)
+    costs["InsertBlock"] = list(seen)
     with statements(store) as seen:
-        await store.append_block(row, " and more")
-    costs["append_block"] = list(seen)
+        await store.write_batch([batch.AppendBlock(turn_id, blocks, " and more")])
+    costs["AppendBlock"] = list(seen)
     with statements(store) as seen:
-        await store.insert_tool_call(turn_id, blocks + 1, 1, utcnow(), call)
-    costs["insert_tool_call"] = list(seen)
+        await store.write_batch([batch.InsertToolCall(turn_id, blocks + 1, 1, utcnow(), call)])
+    costs["InsertToolCall"] = list(seen)
     with statements(store) as seen:
-        await store.complete_tool_call(turn_id, "c", "done", {"steps": 1})
-    costs["complete_tool_call"] = list(seen)
+        await store.write_batch([batch.CompleteToolCall(turn_id, "c", "done", {"steps": 1})])
+    costs["CompleteToolCall"] = list(seen)
     with statements(store) as seen:  # the recorder's path: several writes in one transaction
         await store.write_batch(
             [
@@ -103,13 +103,18 @@ async def test_appending_costs_the_same_statements_at_10_and_1000_blocks(store: 
 async def test_a_turn_round_trips_exactly(store: Store) -> None:
     chat_id, turn_id = await new_turn(store, "  fix   the\nbug  ")
     t0 = utcnow()
-    row = await store.insert_block(turn_id, 0, 1, BlockMode.THINKING, t0, "Let me ")
-    await store.append_block(row, "think.")
+    await store.write_batch(
+        [
+            batch.InsertBlock(turn_id, 0, 1, BlockMode.THINKING, t0, "Let me "),
+            batch.AppendBlock(turn_id, 0, "think."),
+        ]
+    )
     call = ToolCallOut(callId="c1", name="read_file", parameters='{"p": 1}', response='"x"')
-    await store.insert_tool_call(turn_id, 1, 1, utcnow(), call)
-    await store.complete_tool_call(turn_id, "c1", '"y"', {"steps": 2})
-    await store.insert_block(turn_id, 2, 2, BlockMode.RESPONDING, utcnow(), "Done ✓ — ünïcode")
-    assert await store.next_block_idx(turn_id) == 3
+    await store.write_batch([batch.InsertToolCall(turn_id, 1, 1, utcnow(), call)])
+    await store.write_batch([batch.CompleteToolCall(turn_id, "c1", '"y"', {"steps": 2})])
+    await store.write_batch(
+        [batch.InsertBlock(turn_id, 2, 2, BlockMode.RESPONDING, utcnow(), "Done ✓ — ünïcode")]
+    )
     assert [t.id for t, _ in await store.processing_turns()] == [turn_id]
     await store.add_retry(turn_id)
     await store.set_turn_status(turn_id, TurnStatus.ERROR, "boom")
@@ -148,17 +153,21 @@ async def test_a_turn_round_trips_exactly(store: Store) -> None:
 
 async def test_a_block_index_is_unique_within_a_turn(store: Store) -> None:
     _, turn_id = await new_turn(store)
-    await store.insert_block(turn_id, 0, 1, BlockMode.THINKING, utcnow(), "a")
+    await store.write_batch([batch.InsertBlock(turn_id, 0, 1, BlockMode.THINKING, utcnow(), "a")])
     with pytest.raises(IntegrityError):
-        await store.insert_block(turn_id, 0, 1, BlockMode.THINKING, utcnow(), "b")
+        await store.write_batch(
+            [batch.InsertBlock(turn_id, 0, 1, BlockMode.THINKING, utcnow(), "b")]
+        )
 
 
 async def test_large_text_appends_keep_every_character(store: Store) -> None:
     _, turn_id = await new_turn(store)
     piece = "0123456789abcdef" * 1024  # 16 KiB, the recorder's flush size
-    row = await store.insert_block(turn_id, 0, 1, BlockMode.RESPONDING, utcnow(), piece)
+    await store.write_batch(
+        [batch.InsertBlock(turn_id, 0, 1, BlockMode.RESPONDING, utcnow(), piece)]
+    )
     for _ in range(63):
-        await store.append_block(row, piece)
+        await store.write_batch([batch.AppendBlock(turn_id, 0, piece)])
     turn = await store.turn_out(turn_id)
     assert turn is not None
     assert turn.blocks[0].content == piece * 64

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -256,49 +255,7 @@ class Store:
         return [_turn_out(t, blocks, calls) for t in turns]
 
     # -- blocks and tool calls (the recorder's O(1) appends) -------------------
-    async def next_block_idx(self, turn_id: str) -> int:
-        """The index the next block of this turn gets."""
-        async with self._session() as s:
-            top = await s.scalar(
-                select(func.max(TurnBlock.idx)).where(TurnBlock.turn_id == turn_id)
-            )
-            return 0 if top is None else int(top) + 1
-
-    async def insert_block(
-        self, turn_id: str, idx: int, attempt: int, mode: BlockMode, at: datetime, content: str
-    ) -> int:
-        """Insert a text block; returns its row id."""
-        row = TurnBlock(
-            turn_id=turn_id,
-            idx=idx,
-            attempt=attempt,
-            mode=mode.value,
-            created_at=at,
-            content=content,
-        )
-        await self._add(row)
-        return row.id
-
-    async def append_block(self, block_id: int, delta: str) -> None:
-        """Append text to a growing block in place (no read of the turn)."""
-        await self._execute(
-            update(TurnBlock)
-            .where(TurnBlock.id == block_id)
-            .values(content=TurnBlock.content + delta)
-        )
-
-    async def insert_tool_call(
-        self, turn_id: str, idx: int, attempt: int, at: datetime, call: ToolCallOut
-    ) -> None:
-        """Insert a tool call and the tool block that points at it, in one transaction."""
-        await self.write_batch([batch.InsertToolCall(turn_id, idx, attempt, at, call)])
-
-    async def complete_tool_call(
-        self, turn_id: str, call_id: str, response: str | None, subagent: dict[str, Any] | None
-    ) -> None:
-        """Set a tool call's final response and subagent summary (its block follows)."""
-        await self.write_batch([batch.CompleteToolCall(turn_id, call_id, response, subagent)])
-
+    # -- the recorder's writes (O(1) appends; see store/batch.py) -----------------
     async def write_batch(self, ops: Sequence[batch.WriteOp]) -> None:
         """Apply the recorder's writes in order, in one transaction."""
         async with self._session() as s:
