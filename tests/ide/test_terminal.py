@@ -14,8 +14,11 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pexpect  # type: ignore[import-untyped]
+from rich.console import Console
 
-from gadget.ide.terminal.render import split_paragraphs, truncate
+from gadget.ide.terminal.progress import TurnProgress
+from gadget.ide.terminal.render import TurnRenderer, split_paragraphs, truncate
+from gadget.protocol import BlockMode, TurnOut
 from tests.harness import Client, HubHarness
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -382,7 +385,7 @@ async def test_quit_works_while_reconnecting_and_a_refused_token_ends_the_chat(
 ) -> None:
     async with hub_factory() as hub:
         token, _, _ = await user_with_drone(hub)
-        args = ("--hub", hub.url, "--drone", "buzz", "--project", "p")
+        args = ("--hub", hub.url, "--drone", "buzz", "--project", "p", "--session", "new")
         quitter, expired = Terminal(*args, token=token), Terminal(*args, token=token)
         port = _port(hub)
         await quitter.expect("type a prompt")
@@ -400,3 +403,40 @@ async def test_quit_works_while_reconnecting_and_a_refused_token_ends_the_chat(
         expired.close()
     assert "expired or was revoked" in expired.screen()
     assert "Traceback" not in quitter.screen() + expired.screen()
+
+
+def test_progress_prints_only_what_a_snapshot_adds() -> None:
+    out = io.StringIO()
+    progress = TurnProgress(TurnRenderer(Console(file=out, width=100, color_system=None)))
+    progress.begin("t1")
+    progress.text(BlockMode.THINKING, "one ")
+    progress.tool("c1", "read_file", "{}", '"x"')
+    progress.text(BlockMode.THINKING, "two")
+
+    def turn(*blocks: tuple[str, object], retries: int = 0) -> TurnOut:
+        now = "2026-01-01T00:00:00Z"
+        return TurnOut.model_validate(
+            {
+                "_id": "t1",
+                "chatSession": "c",
+                "user": "u",
+                "prompt": "p",
+                "status": "processing",
+                "createdAt": now,
+                "retries": retries,
+                "blocks": [
+                    {"mode": m, "content": c, "createdAt": now, "attempt": 1} for m, c in blocks
+                ],
+            }
+        )
+
+    call = {"callId": "c1", "name": "read_file", "parameters": "{}", "response": '"x"'}
+    progress.catch_up(turn(("thinking", "one "), ("tool", call), ("thinking", "two three")))
+    assert out.getvalue().count("two") == 1 and out.getvalue().endswith("\ntwo three")
+    # A retry: the same blocks again print nothing, and the next text is a new block.
+    progress.catch_up(
+        turn(("thinking", "one "), ("tool", call), ("thinking", "two three"), retries=1)
+    )
+    progress.text(BlockMode.THINKING, "again")
+    assert out.getvalue().count("read_file") == 1 and out.getvalue().count("three") == 1
+    assert progress.blocks == 4 and progress.chars == len("again")

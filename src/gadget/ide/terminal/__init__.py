@@ -9,6 +9,8 @@ Modules, in the order data flows through them:
 - `lines`: the asynchronous stdin reader, so commands work while a turn streams.
 - `repl`: typed lines → prompts or `/commands` (a dispatch table).
 - `session`: the Socket.IO client: lock, submit, dispatch hub events (a table).
+- `reconnect`: a lost connection is retried with backoff, then the session re-locked.
+- `progress`: how much of the running turn is shown, so a snapshot adds only the rest.
 - `render`: how a turn looks (thinking dimmed, Markdown, tool panels).
 - `exceptions`: the expected failures, shown as one line.
 """

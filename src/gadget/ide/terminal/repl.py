@@ -94,7 +94,7 @@ class Repl:
 
     async def _end_of_input(self, stops: set[asyncio.Future[Any]]) -> int:
         """Ctrl-D or the end of piped input: let a running turn finish first (when connected)."""
-        if self.client.turn_id is None or not self.client.connected:
+        if self.client.turn_id is None or self.client.reconnector.running:
             return 0
         self._say("end of input: waiting for the turn to finish (Ctrl-C cancels it)")
         idle: asyncio.Future[Any] = asyncio.ensure_future(self.client.idle.wait())

@@ -137,7 +137,7 @@ class ChatClient:
                 transports=["websocket"],
                 wait_timeout=10,
             )
-        except socketio.exceptions.ConnectionError as exc:
+        except (socketio.exceptions.ConnectionError, OSError, TimeoutError) as exc:
             raise HubUnreachable(
                 f"cannot open the Socket.IO connection to {self.api.url}: {exc}"
             ) from None
@@ -232,15 +232,23 @@ class ChatClient:
         try:
             await self._request_lock(self.chat_id)
             self.view.note("reconnected", "green")
-            snapshot = any(event == HubEvent.TURN_SNAPSHOT for event, _ in self._held)
-            if self.turn_id is not None and not snapshot:
+            snapshots = {
+                str(args[0].get("_id"))
+                for event, args in self._held
+                if event == HubEvent.TURN_SNAPSHOT and args and isinstance(args[0], dict)
+            }
+            if self.turn_id is not None and self.turn_id not in snapshots:
                 await self._catch_up_stored(self.turn_id)
         finally:
             self._release_held()
 
     async def _catch_up_stored(self, turn_id: str) -> None:
         """The turn in flight ended while we were away: show its rest and its end."""
-        turn = TurnOut.model_validate(await self.api.turn(turn_id))
+        try:
+            turn = TurnOut.model_validate(await self.api.turn(turn_id))
+        except (TerminalError, ValidationError) as exc:
+            self.view.note(f"could not fetch turn {turn_id}: {exc}", "yellow")
+            return
         self.progress.catch_up(turn)
         if turn.status is not TurnStatus.PROCESSING:
             self._finished.add(turn.id)
