@@ -101,11 +101,11 @@ class DroneHandlers:
 
     # -- text streaming: the hot path ------------------------------------------
     async def on_thinking(self, sid: str, *args: Any) -> None:
-        """Forward a reasoning delta, then add it to the growing thinking block."""
+        """Add a reasoning delta to the growing thinking block and forward it."""
         await self._text(sid, DroneEvent.THINKING, BlockMode.THINKING, args)
 
     async def on_response(self, sid: str, *args: Any) -> None:
-        """Forward an answer delta, then add it to the growing responding block."""
+        """Add an answer delta to the growing responding block and forward it."""
         await self._text(sid, DroneEvent.RESPONSE, BlockMode.RESPONDING, args)
 
     async def _text(self, sid: str, event: str, mode: BlockMode, args: tuple[Any, ...]) -> None:
@@ -122,7 +122,7 @@ class DroneHandlers:
 
     # -- the rest of the stream ------------------------------------------------
     async def on_tool_call(self, sid: str, *args: Any) -> None:
-        """Forward a tool call and store it as a tool block and a toolCalls entry."""
+        """Record a tool call (a tool block and a toolCalls entry) and forward it."""
         call = parse_args(ToolCallArgs, args)
         found = self._streaming(sid, DroneEvent.TOOL_CALL)
         if found is None:
