@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -241,11 +240,17 @@ async def test_sigkill_mid_turn_then_restart_completes_through_crash_recovery(
             await s.ide.log.wait_for(
                 "status", lambda a: a[0].startswith("running: echo"), timeout=15
             )
+            # The command runs, and the drone has recorded its group.
+            await _until(
+                lambda: (ws / "cmd.pid").exists() and (ws / ".gadget/commands.json").exists()
+            )
             first.send_signal(signal.SIGKILL)
             await first.wait()
         assert (ws / ".gadget" / "work-order.json").exists()
-        _kill_group(ws / "cmd.pid")  # the orphaned command of the killed drone
+        orphan = int((ws / "cmd.pid").read_text())
+        assert _group_alive(orphan)  # the killed drone could not stop its command
         async with drone_process(s) as second:
+            await _until(lambda: not _group_alive(orphan), timeout=15)  # the new drone ends it
             done = await s.completion(turn_id, timeout=25)
             turn = await s.turn(turn_id)
             second.send_signal(signal.SIGTERM)
@@ -256,9 +261,17 @@ async def test_sigkill_mid_turn_then_restart_completes_through_crash_recovery(
     assert not (ws / ".gadget" / "work-order.json").exists()
 
 
-def _kill_group(pid_file: Path) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    state = (
+        Path(f"/proc/{pgid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if Path(f"/proc/{pgid}/stat").exists()
+        else "Z"
+    )
+    return state != "Z"
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 5) -> None:

@@ -13,6 +13,7 @@ import socketio
 
 from gadget.config import DroneSettings
 from gadget.drone.agent.model import OpenAIModel
+from gadget.drone.agent.tools.groups import CommandGroups
 from gadget.drone.agent.workspace import Workspace
 from gadget.drone.events import LogForwarder
 from gadget.drone.exceptions import DroneError, WorkOrderError
@@ -87,6 +88,7 @@ class Drone:
         if drone_logger.level == logging.NOTSET:
             drone_logger.setLevel(logging.INFO)  # the IDE gets the drone's info records
         drone_logger.addHandler(self.forwarder)
+        await asyncio.to_thread(CommandGroups(self.workspace.root).reap, self.settings.kill_grace_s)
         self._spawn(self.outbox.run(), "outbox")
         connection = self._spawn(self._stay_connected(), "connection")
         logger.info("drone %s serving workspace %s", self.settings.drone_id, self.workspace.root)

@@ -10,6 +10,7 @@ from asyncio.subprocess import DEVNULL, PIPE, STDOUT, Process
 from pydantic import BaseModel, Field
 
 from gadget.drone.agent.tools import Tool, ToolContext, ToolResult
+from gadget.drone.agent.tools.groups import CommandGroups
 
 __all__ = ["TOOL", "stop_process_group"]
 
@@ -102,6 +103,8 @@ async def run_command(p: RunCommandParams, ctx: ToolContext) -> ToolResult:
         start_new_session=True,
     )
     assert proc.stdout is not None
+    groups = CommandGroups(ctx.workspace.root)
+    groups.add(proc.pid)  # a drone killed mid-command ends it at its next start
     capture = _Capture(ctx.settings.command_output_limit)
     reader = asyncio.create_task(capture.read(proc.stdout))
     try:
@@ -119,6 +122,7 @@ async def run_command(p: RunCommandParams, ctx: ToolContext) -> ToolResult:
         raise
     finally:
         reader.cancel()
+        groups.discard(proc.pid)
     output = capture.text().rstrip("\n")
     return ToolResult(f"$ {p.command}\n{output}\n{note}" if output else f"$ {p.command}\n{note}")
 
