@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -195,7 +196,10 @@ RAW_FRAMES = [
 ]
 
 
-async def test_raw_frames_that_are_not_socketio_packets_are_dropped(hub: HubHarness) -> None:
+async def test_raw_frames_that_are_not_socketio_packets_are_dropped(
+    hub: HubHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="engineio.server")
     s = await setup_session(hub)
     turn_id = await start_turn(s.ide, s.drone)
     for frame in RAW_FRAMES:
@@ -212,3 +216,8 @@ async def test_raw_frames_that_are_not_socketio_packets_are_dropped(hub: HubHarn
     await hub.settle()
     turn = await hub.get_turn(s.token, turn_id)
     assert [b["content"] for b in turn["blocks"]] == ["still here"]
+    # Logged as one rate-limited warning line, never a traceback per frame.
+    engine = [r for r in caplog.records if r.name == "engineio.server"]
+    assert engine and all(r.levelno == logging.WARNING and not r.exc_info for r in engine)
+    assert any("dropped a malformed frame" in r.getMessage() for r in engine)
+    assert len(engine) < len(RAW_FRAMES)

@@ -21,6 +21,7 @@ from gadget.hub.api import auth, chats, deps, drones, errors, projects
 from gadget.hub.auth import Auth
 from gadget.hub.bus import Bus
 from gadget.hub.core import Core
+from gadget.hub.logs import install_frame_filter
 from gadget.hub.recorder import Recorder
 from gadget.hub.recovery import Recovery
 from gadget.hub.routing import Router
@@ -72,6 +73,7 @@ class Hub:
 
 def build_hub(settings: Settings) -> Hub:
     """Create every service and register the socket handlers."""
+    install_frame_filter()
     manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
     sio = socketio.AsyncServer(
         async_mode="asgi",
