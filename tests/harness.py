@@ -20,7 +20,7 @@ import uvicorn
 
 from gadget.config import Settings
 from gadget.hub.app import Hub
-from gadget.hub.server import uvicorn_config
+from gadget.hub.server import start, uvicorn_config
 
 
 @dataclass
@@ -189,11 +189,9 @@ async def running_hub(settings: Settings, port: int = 0) -> AsyncIterator[HubHar
     """Serve a hub with `settings` on loopback `port` (0: a free one) until the block ends."""
     config = uvicorn_config(settings, host="127.0.0.1", port=port, log_level="error")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
+    task = await start(server)
+    if not server.started:
+        task.result()  # raises what stopped it
     port = server.servers[0].sockets[0].getsockname()[1]
     app: Any = config.app
     harness = HubHarness(server, app.hub, f"http://127.0.0.1:{port}")

@@ -8,25 +8,39 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gadget.config import Settings
 from gadget.runtime import run
 
+#: Hub settings that are also flags of `gadget hub` (every other command takes the storage ones).
+HUB_FLAGS = (
+    "home", "database_url", "secret_key", "allow_signup", "retry_delay_ms", "max_retries",
+    "drone_grace_s", "host", "port", "redis_url",
+)  # fmt: skip
+STORAGE_FLAGS = ("home", "database_url", "secret_key")
+_FLAG_TYPES: dict[str, Callable[[str], Any]] = {str(int): int, str(float): float}
+
 
 def _hub_settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    for name in ("home", "database_url", "host", "port"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value
-    return Settings(**overrides)
+    """Settings from the environment, overridden by the flags that were given."""
+    given = {name: getattr(args, name, None) for name in HUB_FLAGS}
+    return Settings(**{k: v for k, v in given.items() if v is not None})
 
 
-def _add_hub_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--home", help="data directory (GADGET_HOME, default ~/.gadget)")
-    p.add_argument("--database-url", help="SQLAlchemy URL (GADGET_DATABASE_URL)")
+def _add_hub_flags(p: argparse.ArgumentParser, names: Sequence[str] = STORAGE_FLAGS) -> None:
+    """One flag per setting, named and typed after the Settings field (`--drone-grace-s 30`)."""
+    for name in names:
+        field = Settings.model_fields[name]
+        flag, env = "--" + name.replace("_", "-"), f"GADGET_{name.upper()}"
+        shown = field.default if field.default_factory is None else None
+        help_text = f"({env}, default {shown})" if shown is not None else f"({env})"
+        if field.annotation is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+            continue
+        kind: Callable[[str], Any] = _FLAG_TYPES.get(str(field.annotation), str)
+        p.add_argument(flag, type=kind, help=help_text)
 
 
 def cmd_hub(args: argparse.Namespace) -> int:
@@ -66,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     hub = sub.add_parser("hub", help="serve the hub (REST, Socket.IO, web IDE)")
-    hub.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    hub.add_argument("--port", type=int, help="port (default 8420)")
-    _add_hub_flags(hub)
+    _add_hub_flags(hub, HUB_FLAGS)
     hub.set_defaults(func=cmd_hub)
 
     user = sub.add_parser("user", help="manage users")

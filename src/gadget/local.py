@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
@@ -12,11 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-
-import uvicorn
 
 from gadget.config import DroneSettings, Settings
 from gadget.runtime import run
@@ -25,14 +21,6 @@ if TYPE_CHECKING:
     from gadget.hub.app import Hub
 
 STATE_FILE = "local.json"
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: `gadget up` stops hub and drone itself."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def add_up_parser(subparsers: Any) -> None:
@@ -163,19 +151,17 @@ async def _stop_drone(proc: subprocess.Popen[bytes]) -> None:
 
 async def up(settings: Settings, workspace: Path) -> int:
     """Serve hub + drone until SIGINT/SIGTERM; the exit code."""
-    from gadget.hub.server import uvicorn_config  # the hub loads only when `up` runs
+    from gadget.hub.server import Server, start, uvicorn_config  # the hub loads only when `up` runs
 
     config = uvicorn_config(settings)
-    server = _Server(config)
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            print(
-                f"gadget up: the hub could not start on port {settings.port} (in use? try --port)",
-                file=sys.stderr,
-            )
-            return 1
-        await asyncio.sleep(0.05)
+    server = Server(config)
+    serving = await start(server)
+    if not server.started:
+        print(
+            f"gadget up: the hub could not start on port {settings.port} (in use? try --port)",
+            file=sys.stderr,
+        )
+        return 1
     hub: Hub = cast(Any, config.app).hub
     state = _load_state(settings.home)
     user_id, username, password, created = await _ensure_user(hub, state)
