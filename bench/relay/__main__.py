@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     for key, value in results.setup.items():
         print(f"{key}: {value}")
     print()
-    print(report.table(results))
+    print(report.table(results, f"{o.streams} streams x {o.rate:g} tok/s"))
     print()
     print(report.verdict(results))
     if o.json_path is not None:

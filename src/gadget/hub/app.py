@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,6 +62,9 @@ class Hub:
         """Migrate the database and pick up turns left processing by an earlier run."""
         await migrate(self.settings.resolved_database_url())
         await self.recovery.orphans_at_start()
+        # Everything built so far lives as long as the process: keep it out of the
+        # collector's full passes, which otherwise pause the relay (docs/performance.md).
+        gc.freeze()
         self.ready = True
 
     async def stop(self) -> None:
