@@ -30,3 +30,12 @@ def hub_factory(tmp_path: Path) -> Callable[..., AbstractAsyncContextManager[Hub
         return running_hub(hub_settings(tmp_path / "home", **overrides), port=port)
 
     return factory
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    """A drone workspace holding one small bug: calc.py's add subtracts."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    return root

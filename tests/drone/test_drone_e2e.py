@@ -22,14 +22,6 @@ from tests.harness import HubHarness
 pytestmark = pytest.mark.timeout(40)
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "calc.py").write_text("def add(a, b):\n    return a - b\n")
-    return root
-
-
 def ok(output: str) -> str:
     return json.dumps({"ok": True, "output": output})
 
