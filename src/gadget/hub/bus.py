@@ -15,7 +15,7 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from gadget.hub.exceptions import Refused
-from gadget.hub.routing import session_room, user_room
+from gadget.hub.routing import session_room
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +59,6 @@ class Bus:
     async def to_session(self, chat_session_id: str, event: str, *args: Any) -> None:
         """Emit to every IDE socket showing a chat session."""
         await self.sio.emit(event, args, room=session_room(chat_session_id))
-
-    async def to_user(self, user_id: str, event: str, *args: Any) -> None:
-        """Emit to every IDE socket of a user."""
-        await self.sio.emit(event, args, room=user_room(user_id))
 
     async def to_sid(self, sid: str, event: str, *args: Any) -> None:
         """Emit to one socket (every socket is in the room named by its sid)."""

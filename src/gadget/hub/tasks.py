@@ -49,10 +49,6 @@ class Tasks:
         task.cancel()
         return True
 
-    def has_timer(self, key: str) -> bool:
-        """Whether the timer `key` is pending."""
-        return key in self._timers
-
     async def close(self) -> None:
         """Cancel everything still running and wait for it to end."""
         self._timers.clear()
