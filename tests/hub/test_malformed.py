@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gadget.protocol import MAX_CONTENT, DroneEvent, IdeEvent
@@ -88,11 +88,6 @@ async def still_serving(hub: HubHarness, s: Session) -> None:
     ]
 
 
-@settings(
-    max_examples=50,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 @given(garbage=st.lists(messages, min_size=1, max_size=6))
 async def test_random_payloads_never_break_the_hub(
     hub: HubHarness, session: Session, garbage: list[tuple[str, str, list[Any], bool]]

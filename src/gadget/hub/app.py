@@ -27,7 +27,7 @@ from gadget.hub.recorder import Recorder
 from gadget.hub.recovery import Recovery
 from gadget.hub.routing import Router
 from gadget.hub.sessions import Sessions
-from gadget.hub.sockets.base import Dispatcher
+from gadget.hub.sockets.base import Dispatcher, HubServer
 from gadget.hub.sockets.connect import ConnectHandlers
 from gadget.hub.sockets.drone import DroneHandlers
 from gadget.hub.sockets.ide import IdeHandlers
@@ -79,7 +79,7 @@ def build_hub(settings: Settings) -> Hub:
     """Create every service and register the socket handlers."""
     install_frame_filter()
     manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
-    sio = socketio.AsyncServer(
+    sio = HubServer(
         async_mode="asgi",
         cors_allowed_origins=None,  # same origin only: the IDE is served by the hub
         async_handlers=False,  # one connection's events in order (see sockets/drone.py)

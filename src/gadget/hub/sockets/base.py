@@ -1,4 +1,12 @@
-"""The one boundary that maps socket handler errors to replies, and the dispatch tables."""
+"""The one entry point of every client event, the dispatch tables, and errors → replies.
+
+python-socketio looks a client's event name up among *all* registered handlers,
+so a client that emits ``"connect"``, ``"disconnect"`` or ``"*"`` would run the
+hub's lifecycle handlers with arguments of its choosing. :class:`HubServer`
+closes that door: every event a client sends enters :meth:`Dispatcher.dispatch`
+and nowhere else; only the names in the hub's tables reach a handler, and the
+sender is always the socket the packet came from.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from typing import Any
 
 import socketio
 from pydantic import ValidationError
+from socketio import packet as sio_packet
 
 from gadget.hub.bus import Bus
 from gadget.hub.exceptions import HubError
@@ -19,6 +28,36 @@ logger = logging.getLogger(__name__)
 Handler = Callable[..., Awaitable[Any]]
 Reply = tuple[Any, ...] | None
 
+#: Longest event name echoed back in a refusal.
+_NAME_ECHO = 60
+
+
+class HubServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server with client events routed only through a :class:`Dispatcher`.
+
+    Lifecycle handlers (`connect`, `disconnect`) are still triggered by the server
+    itself; a client's EVENT packet never reaches them.
+    """
+
+    dispatcher: Dispatcher | None = None
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
+            return
+        if self.dispatcher is None:
+            return
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            reply = await self.dispatcher.refuse(sid, "?", "expected an event name (a string)")
+        else:
+            reply = await self.dispatcher.dispatch(sid, data[0], data[1:])
+        if id is not None:
+            args = [] if reply is None else list(reply)
+            await self._send_packet(
+                eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace, id=id, data=args)
+            )
+
 
 class Dispatcher:
     """Routes each incoming event by the kind of socket that sent it (IDE or drone).
@@ -27,7 +66,7 @@ class Dispatcher:
     `cancelWorkOrder`), so the table is chosen by sender, never by name alone.
     """
 
-    def __init__(self, sio: socketio.AsyncServer, router: Router, bus: Bus) -> None:
+    def __init__(self, sio: HubServer, router: Router, bus: Bus) -> None:
         self._sio = sio
         self._router = router
         self._bus = bus
@@ -35,42 +74,40 @@ class Dispatcher:
         self._drone: dict[str, Handler] = {}
 
     def install(self, ide: dict[str, Handler], drone: dict[str, Handler]) -> None:
-        """Register every event of both tables, plus a catch-all for unknown events."""
-        self._ide, self._drone = ide, drone
-        for event in {*ide, *drone}:
-            self._sio.on(event, handler=self._entry(event))
-        self._sio.on("*", handler=self._unknown)
+        """Make this dispatcher the server's only way in for client events."""
+        self._ide, self._drone = dict(ide), dict(drone)
+        self._sio.dispatcher = self
 
-    def _entry(self, event: str) -> Callable[..., Awaitable[Reply]]:
-        async def entry(sid: str, *args: Any) -> Reply:
-            if sid in self._router.drone_sids:
-                handler = self._drone.get(event)
-            elif sid in self._router.ides:
-                handler = self._ide.get(event)
-            else:
-                return None
-            if handler is None:
-                return await self.refuse(sid, event, f"{event} is not accepted from this client")
-            try:
-                result: Reply = await handler(sid, *args)
-                return result
-            except (HubError, ArgsError) as exc:
-                return await self.refuse(sid, event, str(exc))
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "payload"
-                return await self.refuse(sid, event, f"{where}: {first['msg']}")
-            except Exception:
-                logger.exception("handler of %s from %s failed", event, sid)
-                return await self.refuse(sid, event, "internal error (logged on the hub)")
-
-        return entry
-
-    async def _unknown(self, event: str, sid: str, *args: Any) -> Reply:
-        return await self.refuse(sid, str(event), f"unknown event {event!r}")
+    async def dispatch(self, sid: str, event: str, args: list[Any]) -> Reply:
+        """Run the handler of `event` for the socket `sid`, mapping errors to a refusal."""
+        if sid in self._router.drone_sids:
+            handler = self._drone.get(event)
+        elif sid in self._router.ides:
+            handler = self._ide.get(event)
+        else:
+            return None  # connected at the Socket.IO level, but not (or no longer) known
+        if handler is None:
+            name = event[:_NAME_ECHO]
+            if event in self._ide or event in self._drone:
+                return await self.refuse(sid, event, f"{name} is not accepted from this client")
+            return await self.refuse(sid, event, f"unknown event {name!r}")
+        try:
+            result: Reply = await handler(sid, *args)
+            return result
+        except (HubError, ArgsError) as exc:
+            return await self.refuse(sid, event, str(exc))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "payload"
+            return await self.refuse(sid, event, f"{where}: {first['msg']}")
+        except Exception:
+            logger.exception("handler of %s from %s failed", event, sid)
+            return await self.refuse(sid, event, "internal error (logged on the hub)")
 
     async def refuse(self, sid: str, event: str, message: str) -> Reply:
         """Log a refused event, tell its sender, and answer its ack with (False, message)."""
-        logger.warning("refused %s from %s: %s", event, sid, message)
-        await self._bus.to_sid(sid, HubEvent.ERROR, {"event": event, "message": message})
+        logger.warning("refused %s from %s: %s", event[:_NAME_ECHO], sid, message)
+        await self._bus.to_sid(
+            sid, HubEvent.ERROR, {"event": event[:_NAME_ECHO], "message": message}
+        )
         return (False, message)
