@@ -142,8 +142,10 @@ class HubHarness:
         """A connected IDE socket."""
         return await self.connect({"token": token})
 
-    async def drone(self, registration_id: str, key: str, ack: Any = True) -> Client:
-        """A scripted drone: records work orders and acknowledges them with `ack`."""
+    async def drone(
+        self, registration_id: str, key: str, ack: Any = True, mode_ack: Any = True
+    ) -> Client:
+        """A scripted drone: records work orders and mode requests, acknowledges them."""
         log_ref: list[EventLog] = []
 
         def setup(sio: socketio.AsyncClient) -> None:
@@ -155,8 +157,13 @@ class HubHarness:
                 log_ref[0].add("requestTermination", args)
                 return True
 
+            async def mode(*args: Any) -> Any:
+                log_ref[0].add("requestWorkspaceMode", args)
+                return mode_ack
+
             sio.on("processWorkOrder", handler=process)
             sio.on("requestTermination", handler=terminate)
+            sio.on("requestWorkspaceMode", handler=mode)
 
         sio = socketio.AsyncClient(reconnection=False)
         log = EventLog()

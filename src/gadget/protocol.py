@@ -262,6 +262,8 @@ class TurnOut(_Wire):
     status: TurnStatus
     errorMessage: str | None = None
     retries: int = 0
+    #: Present (true) only for a turn that a cancel ended; its status is then "error".
+    cancelled: bool | None = None
     createdAt: datetime
     updatedAt: datetime | None = None
     blocks: list[BlockOut] = Field(default_factory=list)

@@ -62,6 +62,55 @@ async def test_cancel_is_acked_and_forwarded_to_the_drone_with_the_turn_id(
     await hub.settle()
     turn = await hub.get_turn(s.token, turn_id)
     assert (turn["status"], turn["errorMessage"]) == ("error", "cancelled")
+    assert turn["cancelled"] is True
+
+
+async def test_a_turn_that_failed_on_its_own_is_not_marked_cancelled(hub: HubHarness) -> None:
+    s = await setup_session(hub)
+    turn_id = await start_turn(s.ide, s.drone)
+    await s.drone.emit("workOrderComplete", turn_id, False, "the model is unreachable")
+    await s.ide.log.wait_for("workOrderComplete")
+    await hub.settle()
+    turn = await hub.get_turn(s.token, turn_id)
+    assert turn["status"] == "error" and "cancelled" not in turn
+
+
+async def test_a_refused_workspace_mode_acks_the_drones_reason(hub: HubHarness) -> None:
+    token = await hub.signup("ann")
+    drone_id, key = await hub.create_drone(token)
+    project_id = await hub.create_project(token)
+    await hub.drone(drone_id, key, mode_ack=(False, "agent mode starts with a work order"))
+    ide = await hub.ide(token)
+    ok, _ = await ide.call("requestSessionLock", {"_id": drone_id}, {"_id": project_id}, None)
+    assert ok is True
+    ok, reason = await ide.call("requestWorkspaceMode", "agent")
+    assert ok is False
+    assert reason == "the drone refused workspace mode agent: agent mode starts with a work order"
+
+
+async def test_a_prompt_in_user_mode_is_refused_without_a_turn(hub: HubHarness) -> None:
+    s = await setup_session(hub)
+    await s.drone.emit("workspaceModeChanged", "user")
+    await s.ide.log.wait_for("workspaceModeChanged", lambda a: a == ("user",))
+    ok, reason = await s.ide.call("submitPrompt", "hi")
+    assert ok is False and reason.startswith("the workspace is in user mode")
+    assert s.drone.log.of("processWorkOrder") == []
+    r = await hub.http.get(f"/api/chat-sessions/{s.chat_id}/turns", headers=hub.bearer(s.token))
+    assert r.json() == []
+
+
+async def test_drone_state_says_when_it_was_last_seen_and_its_sandbox(hub: HubHarness) -> None:
+    token = await hub.signup("ann")
+    drone_id, key = await hub.create_drone(token)
+    watcher = await hub.ide(token)
+    drone = await hub.connect({"registrationId": drone_id, "key": key, "sandbox": "none"})
+    online = await watcher.log.wait_for("droneState", lambda a: a[0]["online"] is True)
+    assert online[0]["sandbox"] == "none" and online[0]["lastSeen"]
+    await drone.close()
+    offline = await watcher.log.wait_for("droneState", lambda a: a[0]["online"] is False)
+    assert offline[0]["lastSeen"] >= online[0]["lastSeen"]
+    state = await drone_state(hub, token, drone_id)
+    assert state["online"] is False and state["lastSeen"] == offline[0]["lastSeen"]
 
 
 async def test_cancel_of_a_turn_that_is_not_running_is_refused(hub: HubHarness) -> None:

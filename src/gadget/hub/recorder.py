@@ -191,15 +191,23 @@ class Recorder:
             rec.attempt += 1
             rec.base = rec.base.model_copy(update={"retries": rec.base.retries + 1})
 
-    def finish(self, turn_id: str, status: TurnStatus, error: str | None = None) -> None:
+    def finish(
+        self, turn_id: str, status: TurnStatus, error: str | None = None, cancelled: bool = False
+    ) -> None:
         """Flush the turn, store its final status, and stop recording it once written."""
         rec = self._turns.pop(turn_id, None)
         if rec is None:
             return
         self._close_growing(rec)
         self._dirty.pop(turn_id, None)
-        rec.base = rec.base.model_copy(update={"status": status, "errorMessage": error})
-        self._writer.put(batch.SetStatus(turn_id, status, error))
+        rec.base = rec.base.model_copy(
+            update={
+                "status": status,
+                "errorMessage": error,
+                "cancelled": True if cancelled else None,
+            }
+        )
+        self._writer.put(batch.SetStatus(turn_id, status, error, cancelled))
         self._finishing[turn_id] = rec
 
         async def written() -> None:

@@ -75,6 +75,12 @@ class DroneLink:
     current_turn_id: str | None = None
     #: The model the drone said it uses at its last connect (name, baseUrl, reachable, error).
     model: dict[str, Any] | None = None
+    #: The drone's sandbox for commands as it reported it ("bwrap" or "none"), if it did.
+    sandbox: str | None = None
+    #: When the drone last connected or disconnected (ISO 8601).
+    last_seen: str | None = None
+    #: Another process with this drone's id replaced it: {"hostname", "pid", "at"}.
+    conflict: dict[str, Any] | None = None
 
     @property
     def online(self) -> bool:
@@ -94,6 +100,9 @@ class DroneLink:
             "chatSession": self.lock.chat_session_id if self.lock else None,
             "currentTurn": self.current_turn_id,
             "model": self.model,
+            "sandbox": self.sandbox,
+            "lastSeen": self.last_seen,
+            "conflict": self.conflict,
         }
 
 

@@ -121,11 +121,16 @@ class Sessions(Service):
         self._tasks.start_timer(f"ide-grace:{link.drone_id}", self._settings.drone_grace_s, expire)
 
     async def set_mode(self, ide: IdeLink, mode: WorkspaceMode) -> None:
-        """Forward a workspace mode request to the locked drone."""
+        """Ask the locked drone for a workspace mode; its refusal is raised with its reason."""
         link = self._turns.locked_drone(ide)
         if link.sid is None:
             raise Refused(f"drone {link.name} is offline")
-        await self._bus.to_sid(link.sid, HubEvent.REQUEST_WORKSPACE_MODE, mode.value)
+        ack = await self._bus.call(
+            link.sid, HubEvent.REQUEST_WORKSPACE_MODE, mode.value, timeout=10
+        )
+        if ack and ack[0] is False:
+            reason = ack[1] if len(ack) > 1 and isinstance(ack[1], str) else "refused"
+            raise Refused(f"the drone refused workspace mode {mode.value}: {reason}")
 
     async def terminate(self, user_id: str, drone_id: str) -> bool:
         """Ask a drone of `user_id` to terminate; whether it agreed."""

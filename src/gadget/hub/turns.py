@@ -8,7 +8,7 @@ from typing import Any
 from gadget.hub.core import Core, Service
 from gadget.hub.exceptions import HubError, NotFound, Refused
 from gadget.hub.routing import DroneLink, IdeLink
-from gadget.protocol import DroneEvent, HubEvent, TurnOut, TurnStatus
+from gadget.protocol import DroneEvent, HubEvent, TurnOut, TurnStatus, WorkspaceMode
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +20,8 @@ class WorkOrders(Service):
         super().__init__(core)
         #: Drones whose new turn is being created (a second prompt is refused meanwhile).
         self._claimed: set[str] = set()
+        #: Turns an IDE asked to cancel: their end is recorded as cancelled.
+        self._cancelling: set[str] = set()
 
     def locked_drone(self, ide: IdeLink) -> DroneLink:
         """The drone this IDE socket holds the lock of.
@@ -43,6 +45,8 @@ class WorkOrders(Service):
             raise Refused(
                 f"a turn is already processing ({link.current_turn_id}); wait or cancel it"
             )
+        if link.workspace_mode is WorkspaceMode.USER:
+            raise Refused("the workspace is in user mode: switch it back to idle to send prompts")
         assert link.lock is not None
         lock = link.lock
         self._claimed.add(link.drone_id)
@@ -88,7 +92,9 @@ class WorkOrders(Service):
         """The drone finished its current turn: record it, tell the IDEs, free the drone."""
         status = TurnStatus.FINISHED if success else TurnStatus.ERROR
         error = None if success else (message or "the drone reported a failure")
-        self._recorder.finish(turn_id, status, error)
+        cancelled = not success and turn_id in self._cancelling
+        self._cancelling.discard(turn_id)
+        self._recorder.finish(turn_id, status, error, cancelled)
         link.current_turn_id = None
         if link.lock is not None:
             await self._bus.to_session(
@@ -97,13 +103,16 @@ class WorkOrders(Service):
                 *((turn_id, success) if message is None else (turn_id, success, message)),
             )
 
-    async def fail(self, link: DroneLink | None, turn_id: str, message: str) -> None:
+    async def fail(
+        self, link: DroneLink | None, turn_id: str, message: str, cancelled: bool = False
+    ) -> None:
         """End a turn as error with `message` and tell the IDEs of its session."""
         logger.warning("turn %s failed: %s", turn_id, message)
+        self._cancelling.discard(turn_id)
         if self._recorder.active(turn_id):
-            self._recorder.finish(turn_id, TurnStatus.ERROR, message)
+            self._recorder.finish(turn_id, TurnStatus.ERROR, message, cancelled)
         else:
-            await self._store.set_turn_status(turn_id, TurnStatus.ERROR, message)
+            await self._store.set_turn_status(turn_id, TurnStatus.ERROR, message, cancelled)
         if link is not None and link.current_turn_id == turn_id:
             link.current_turn_id = None
         turn = await self._store.get_turn(turn_id)
@@ -118,8 +127,9 @@ class WorkOrders(Service):
         if link.current_turn_id != turn_id:
             raise NotFound(f"turn {turn_id} is not running on this session's drone")
         if link.sid is None:
-            await self.fail(link, turn_id, "cancelled (the drone was offline)")
+            await self.fail(link, turn_id, "cancelled (the drone was offline)", cancelled=True)
             return
+        self._cancelling.add(turn_id)
         await self._bus.to_sid(link.sid, HubEvent.CANCEL_WORK_ORDER, turn_id)
 
     def snapshot(self, turn_id: str) -> TurnOut | None:

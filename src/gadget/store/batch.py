@@ -77,6 +77,7 @@ class SetStatus:
     turn_id: str
     status: TurnStatus
     error: str | None
+    cancelled: bool = False
 
 
 WriteOp = InsertBlock | AppendBlock | InsertToolCall | CompleteToolCall | SetStatus
@@ -123,7 +124,12 @@ async def _apply_one(session: AsyncSession, op: WriteOp) -> None:
         await session.execute(
             update(ChatTurn)
             .where(ChatTurn.id == op.turn_id)
-            .values(status=op.status.value, error_message=op.error, updated_at=utcnow())
+            .values(
+                status=op.status.value,
+                error_message=op.error,
+                cancelled=op.cancelled,
+                updated_at=utcnow(),
+            )
         )
 
 

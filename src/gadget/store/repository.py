@@ -190,13 +190,22 @@ class Store:
         return row
 
     async def set_turn_status(
-        self, turn_id: str, status: TurnStatus, error_message: str | None = None
+        self,
+        turn_id: str,
+        status: TurnStatus,
+        error_message: str | None = None,
+        cancelled: bool = False,
     ) -> None:
         """Set a turn's status (and error message; cleared when None)."""
         await self._execute(
             update(ChatTurn)
             .where(ChatTurn.id == turn_id)
-            .values(status=status.value, error_message=error_message, updated_at=utcnow())
+            .values(
+                status=status.value,
+                error_message=error_message,
+                cancelled=cancelled,
+                updated_at=utcnow(),
+            )
         )
 
     async def add_retry(self, turn_id: str) -> None:
@@ -296,6 +305,7 @@ def _turn_out(turn: ChatTurn, blocks: Sequence[TurnBlock], calls: Sequence[ToolC
         status=TurnStatus(turn.status),
         errorMessage=turn.error_message,
         retries=turn.retries,
+        cancelled=True if turn.cancelled else None,
         createdAt=turn.created_at,
         updatedAt=turn.updated_at,
         blocks=out_blocks,

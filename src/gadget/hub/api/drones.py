@@ -26,7 +26,9 @@ class NewDrone(BaseModel):
 
 def _with_state(drone: DroneRegistration, hub: HubDep) -> dict[str, Any]:
     link = hub.router.drones.get(drone.id) or DroneLink(drone.id, drone.owner_id, drone.name)
-    return {**drone_json(drone), **link.view()}
+    stored = drone_json(drone)
+    live = {k: v for k, v in link.view().items() if v is not None or k not in stored}
+    return {**stored, **live}
 
 
 async def _own(drone_id: str, user_id: str, hub: HubDep) -> DroneRegistration:

@@ -15,6 +15,7 @@ from gadget.hub.routing import IdeLink, Router, user_room
 from gadget.hub.sessions import Sessions
 from gadget.protocol import ModelInfo
 from gadget.store.repository import Store
+from gadget.store.tables import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ class ConnectHandlers:
         )
         link = self._router.drone(drone.id, drone.owner_id, drone.name)
         link.model = _model_info(auth.get("model"))
+        sandbox = auth.get("sandbox")
+        link.sandbox = sandbox if sandbox in ("bwrap", "none") else None
+        link.last_seen = utcnow().isoformat()
         replaced = self._router.attach_drone(link, sid)
         if replaced is not None:
             logger.info("drone %s reconnected; closing its older socket %s", drone.id, replaced)
@@ -93,6 +97,7 @@ class ConnectHandlers:
             return
         link = self._router.detach_drone(sid)
         if link is not None and link.sid is None:
+            link.last_seen = utcnow().isoformat()
             await self._store.touch_drone(link.drone_id)
             await self._recovery.drone_offline(link)
 
