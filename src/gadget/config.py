@@ -86,3 +86,18 @@ class DroneSettings(BaseSettings):
     reconnect_delay_max_s: float = Field(default=30.0, gt=0)
     #: A user's token for `gadget drone register` (instead of logging in).
     token: str | None = None
+    #: Ask for token usage in streamed replies (`stream_options.include_usage`); turn off
+    #: for a server that refuses the option.
+    llm_stream_usage: bool = True
+    #: Prices per million prompt / completion tokens; when set, usage reports carry `cost`.
+    llm_price_input: float | None = Field(default=None, ge=0)
+    llm_price_output: float | None = Field(default=None, ge=0)
+    #: Seconds a tool call waits for the person's approval ("ask" mode); unset: no limit.
+    approval_timeout_s: float | None = Field(default=None, gt=0)
+    #: Snapshots of the workspace around each turn (a shadow git repository in `.gadget/`).
+    checkpoints: bool = True
+    #: A JSON file `{"mcpServers": {name: {command, args, env} | {url, headers}}}`.
+    mcp_config: Path | None = None
+    #: Seconds an MCP server has to start and list its tools, and a tool call to answer.
+    mcp_start_timeout_s: float = Field(default=30.0, gt=0)
+    mcp_call_timeout_s: float = Field(default=300.0, gt=0)

@@ -23,6 +23,7 @@ __all__ = [
     "AgentThinking",
     "AgentToolCall",
     "AgentToolResult",
+    "ApprovalDecision",
     "ArgsError",
     "BlockMode",
     "BlockOut",
@@ -33,6 +34,7 @@ __all__ = [
     "IdeEvent",
     "LogArgs",
     "ModelInfo",
+    "PermissionMode",
     "Ref",
     "ToolCallArgs",
     "ToolCallOut",
@@ -74,6 +76,26 @@ class BlockMode(StrEnum):
     THINKING = "thinking"
     RESPONDING = "responding"
     TOOL = "tool"
+
+
+class PermissionMode(StrEnum):
+    """Which of the agent's tool calls run unasked in a chat session."""
+
+    #: Every tool runs.
+    AUTO = "auto"
+    #: Commands, writes, edits and MCP tools not marked read-only wait for the person.
+    ASK = "ask"
+    #: Only reading tools run; the others return a tool error the model can read.
+    READ_ONLY = "read-only"
+
+
+class ApprovalDecision(StrEnum):
+    """The person's answer to a `toolApproval` request."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    #: Allow this tool name for the rest of the chat session.
+    ALLOW_SESSION = "allow-session"
 
 
 class IdeEvent(StrEnum):

@@ -8,6 +8,7 @@ from typing import Any
 from gadget.config import DroneSettings
 from gadget.drone.agent.model import ToolCallRequest
 from gadget.drone.agent.tools import AgentEvents, ToolResult
+from gadget.drone.agent.usage import UsageReport
 
 
 def drone_settings(
@@ -58,6 +59,9 @@ class RecordedEvents:
 
     def tool_finished(self, call: ToolCallRequest, params: str, result: ToolResult) -> None:
         self._add("tool_finished", call.id, call.name, params, result)
+
+    def usage(self, report: UsageReport) -> None:
+        self._add("usage", report)
 
     def child(self, agent_id: str) -> AgentEvents:
         return RecordedEvents(self.log, agent_id)

@@ -102,7 +102,7 @@ async def test_subagent_streams_under_the_call_id_and_answers_the_task(ws: Path)
         _, events, answer = await run_agent(ws, llm, "investigate")
     assert answer == "The subagent says add subtracts."
     child = [e for e in events.log if e[0] == "t1"]
-    kinds = [e[1] for e in child if e[1] != "status"]
+    kinds = [e[1] for e in child if e[1] not in ("status", "usage")]
     assert [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k] == [
         "thinking", "tool_started", "tool_finished", "thinking", "response",
     ]  # fmt: skip

@@ -24,7 +24,8 @@ def test_save_load_clear(tmp_path: Path) -> None:
         "turn": {"_id": "turn-1", "prompt": "hi"},
     }
     assert cache.load() == order and order.prompt == "hi"
-    assert [p.name for p in cache.path.parent.iterdir()] == ["work-order.json"]  # no temp left
+    # no temp file left; the folder ignores itself for the person's git
+    assert sorted(p.name for p in cache.path.parent.iterdir()) == [".gitignore", "work-order.json"]
     cache.clear()
     cache.clear()
     assert cache.load() is None

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gadget.drone.agent.model import ToolCallRequest
+from gadget.drone.agent.reads import FileReads
 from gadget.drone.agent.tools import ToolContext, ToolResult, default_toolbox
 from gadget.drone.agent.workspace import Workspace
 from gadget.drone.exceptions import WorkspaceEscape
@@ -28,8 +29,11 @@ def ws(tmp_path: Path) -> Path:
     return root
 
 
-async def call(ws: Path, name: str, **args: object) -> ToolResult:
-    ctx = ToolContext(Workspace(ws), drone_settings(ws), RecordedEvents(), "call-1")
+async def call(ws: Path, name: str, reads: FileReads | None = None, **args: object) -> ToolResult:
+    """Run one tool call; calls sharing `reads` are one agent's turn."""
+    ctx = ToolContext(
+        Workspace(ws), drone_settings(ws), RecordedEvents(), "call-1", reads=reads or FileReads()
+    )
     return await default_toolbox().execute(ToolCallRequest("call-1", name, json.dumps(args)), ctx)
 
 
@@ -78,11 +82,14 @@ async def test_read_file_numbers_lines_and_pages(ws: Path) -> None:
 
 async def test_edit_file_needs_one_exact_match(ws: Path) -> None:
     (ws / "dup.txt").write_text("x = 1\nx = 1\n")
-    none = await call(ws, "edit_file", path="src/app.py", old="a * b", new="a + b")
+    reads = FileReads()
+    for path in ("src/app.py", "dup.txt"):
+        assert (await call(ws, "read_file", reads, path=path)).ok
+    none = await call(ws, "edit_file", reads, path="src/app.py", old="a * b", new="a + b")
     assert not none.ok and "not found in src/app.py" in none.output
-    many = await call(ws, "edit_file", path="dup.txt", old="x = 1", new="x = 2")
+    many = await call(ws, "edit_file", reads, path="dup.txt", old="x = 1", new="x = 2")
     assert not many.ok and "occurs 2 times in dup.txt" in many.output
-    ok = await call(ws, "edit_file", path="src/app.py", old="a - b", new="a + b")
+    ok = await call(ws, "edit_file", reads, path="src/app.py", old="a - b", new="a + b")
     assert ok.ok and ok.output == "edited src/app.py at line 2"
     assert (ws / "src" / "app.py").read_text() == "def add(a, b):\n    return a + b\n"
 

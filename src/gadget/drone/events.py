@@ -11,10 +11,13 @@ from typing import Any
 
 from gadget.drone.agent.model import ToolCallRequest
 from gadget.drone.agent.tools import AgentEvents, ToolResult
+from gadget.drone.agent.usage import UsageReport
 from gadget.drone.outbox import Outbox
 from gadget.protocol import AgentComplete, AgentToolCall, AgentToolResult, DroneEvent
 
 __all__ = ["LogForwarder", "SubagentEvents", "TurnEvents"]
+
+logger = logging.getLogger(__name__)
 
 
 class TurnEvents:
@@ -50,6 +53,10 @@ class TurnEvents:
                 stats=result.stats,
             )
             self.outbox.emit(DroneEvent.AGENT_COMPLETE, done.model_dump(exclude_none=True))
+
+    def usage(self, report: UsageReport) -> None:
+        """One model call's usage: logged (the agent keeps the turn's totals)."""
+        logger.debug("model call: %s", report.to_json())
 
     def child(self, agent_id: str) -> AgentEvents:
         """A subagent's events, tagged with the `task` call's id."""
@@ -87,6 +94,10 @@ class SubagentEvents:
             agentId=self.agent_id, tool=call.name, result={"ok": result.ok, "output": result.output}
         )
         self.outbox.emit(DroneEvent.AGENT_TOOL_RESULT, done.model_dump())
+
+    def usage(self, report: UsageReport) -> None:
+        """One of the subagent's model calls: logged (its totals go into the turn's)."""
+        logger.debug("subagent %s model call: %s", self.agent_id, report.to_json())
 
     def child(self, agent_id: str) -> AgentEvents:
         """Subagents start no subagents; their events would be their parent's."""

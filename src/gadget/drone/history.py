@@ -17,7 +17,7 @@ from typing import Any
 
 from gadget.drone.fsio import gadget_dir
 
-__all__ = ["ChatHistory", "Message", "estimate_tokens", "fit_context"]
+__all__ = ["ChatHistory", "Message", "estimate_tokens", "fit_context", "session_file_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +33,10 @@ class ChatHistory:
 
     def __init__(self, workspace: Path, chat_session_id: str) -> None:
         """Locate the session's file (a hashed name when the id is not filename-safe)."""
-        name = chat_session_id if _SAFE_ID.match(chat_session_id) else _digest(chat_session_id)
         self.workspace = workspace
-        self.path = workspace / ".gadget" / "history" / f"{name}.jsonl"
+        self.path = (
+            workspace / ".gadget" / "history" / f"{session_file_name(chat_session_id)}.jsonl"
+        )
 
     def load(self) -> list[list[Message]]:
         """The messages of each completed turn, oldest first; damaged lines are skipped."""
@@ -66,8 +67,11 @@ class ChatHistory:
             os.fsync(fh.fileno())
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+def session_file_name(chat_session_id: str) -> str:
+    """A file name for an id: the id itself when filename-safe, else a digest of it."""
+    if _SAFE_ID.match(chat_session_id):
+        return chat_session_id
+    return hashlib.sha256(chat_session_id.encode()).hexdigest()[:32]
 
 
 def estimate_tokens(message: Message) -> int:

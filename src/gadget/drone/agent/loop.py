@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gadget.config import DroneSettings
+from gadget.drone.agent.approvals import PermissionGate
 from gadget.drone.agent.model import Model, ToolCallRequest
 from gadget.drone.agent.prompt import system_prompt
+from gadget.drone.agent.reads import FileReads
 from gadget.drone.agent.tools import AgentEvents, ToolBox, ToolContext, ToolResult
+from gadget.drone.agent.usage import UsageTotals
 from gadget.drone.agent.workspace import Workspace
 from gadget.drone.exceptions import LimitsExceeded
 from gadget.drone.history import Message, fit_context
@@ -28,10 +31,17 @@ class AgentRun:
     answer: str
     steps: int
     tool_calls: list[str] = field(default_factory=list)
+    usage: UsageTotals = field(default_factory=UsageTotals)
 
 
 class Agent:
-    """One agent (the turn's, or a subagent) with its own context."""
+    """One agent (the turn's, or a subagent) with its own context.
+
+    `model_name` overrides the drone's default model (the chat session's choice);
+    `gate` decides which calls run (None: all of them, as in "auto"); `agent_id` is
+    the `task` call's id for a subagent. :attr:`usage` sums its model calls, its
+    subagents' included.
+    """
 
     def __init__(
         self,
@@ -42,13 +52,19 @@ class Agent:
         events: AgentEvents,
         *,
         subagent: bool = False,
+        model_name: str | None = None,
+        gate: PermissionGate | None = None,
+        agent_id: str | None = None,
     ) -> None:
         """Set up the agent; `run` does the work."""
         self.model, self.tools, self.workspace = model, tools, workspace
         self.settings, self.events, self.subagent = settings, events, subagent
+        self.model_name, self.gate, self.agent_id = model_name, gate, agent_id
         self.messages: list[Message] = []
         self.steps = 0
         self.called: list[str] = []
+        self.usage = UsageTotals()
+        self.reads = FileReads()
 
     async def run(self, prompt: str, past: list[list[Message]] | None = None) -> AgentRun:
         """Work on `prompt`, with `past` turns (oldest first) as memory."""
@@ -65,10 +81,13 @@ class Agent:
             self.steps += 1
             self.events.status("calling model")
             context = fit_context(system, past or [], self.messages, budget)
-            reply = await self.model.complete(context, specs, self.events)
+            reply = await self.model.complete(context, specs, self.events, model=self.model_name)
+            if reply.usage is not None:
+                self.usage.add(reply.usage)
+                self.events.usage(reply.usage)
             self.messages.append(reply.as_message())
             if not reply.tool_calls:
-                return AgentRun(reply.content, self.steps, self.called)
+                return AgentRun(reply.content, self.steps, self.called, self.usage)
             for call in reply.tool_calls:
                 await self._call(call)
         raise LimitsExceeded(
@@ -79,16 +98,25 @@ class Agent:
     async def _call(self, call: ToolCallRequest) -> None:
         """Run one tool call, report it, and append its result for the model."""
         self.events.tool_started(call)
-        ctx = ToolContext(
-            self.workspace,
-            self.settings,
-            self.events,
-            call.id,
-            spawn=None if self.subagent else self._spawn,
-        )
-        result = await self.tools.execute(call, ctx)
+        params = _normalized(call.arguments)
+        refused = None
+        if self.gate is not None:
+            tool = self.tools.tools.get(call.name)
+            refused = await self.gate.check(call, tool, params, self.agent_id)
+        if refused is not None:
+            result = refused
+        else:
+            ctx = ToolContext(
+                self.workspace,
+                self.settings,
+                self.events,
+                call.id,
+                spawn=None if self.subagent else self._spawn,
+                reads=self.reads,
+            )
+            result = await self.tools.execute(call, ctx)
         self.called.append(call.name)
-        self.events.tool_finished(call, _normalized(call.arguments), result)
+        self.events.tool_finished(call, params, result)
         self.messages.append(
             {"role": "tool", "tool_call_id": call.id, "content": result.for_model()}
         )
@@ -102,6 +130,9 @@ class Agent:
             self.settings,
             self.events.child(call_id),
             subagent=True,
+            model_name=self.model_name,
+            gate=self.gate,
+            agent_id=call_id,
         )
         started = time.monotonic()
         try:
@@ -109,6 +140,8 @@ class Agent:
             answer, ok = run.answer, True
         except LimitsExceeded as exc:
             answer, ok = f"the subagent stopped: {exc}", False
+        finally:
+            self.usage.merge(child.usage)
         summary: dict[str, Any] = {
             "description": description,
             "prompt": prompt,

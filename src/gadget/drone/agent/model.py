@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -14,10 +15,14 @@ from openai import AsyncOpenAI
 
 from gadget.config import DroneSettings
 from gadget.drone.agent.thinktags import ThinkSplitter
+from gadget.drone.agent.usage import Prices, UsageReport
 from gadget.drone.exceptions import ModelError
 from gadget.drone.history import Message
 
-__all__ = ["DeltaSink", "Model", "ModelReply", "OpenAIModel", "ToolCallRequest"]
+__all__ = ["DeltaSink", "Model", "ModelListing", "ModelReply", "OpenAIModel", "ToolCallRequest"]
+
+#: Seconds the model list may take (it is asked at connect, not in a turn).
+LIST_TIMEOUT_S = 15.0
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ class ModelReply:
     reasoning: str = ""
     tool_calls: list[ToolCallRequest] = field(default_factory=list)
     finish_reason: str | None = None
+    #: The call's tokens and time (tokens None when the server sent no usage).
+    usage: UsageReport | None = None
 
     def as_message(self) -> Message:
         """The reply as an assistant message for the next request."""
@@ -65,13 +72,30 @@ class ModelReply:
         return message
 
 
+@dataclass(frozen=True)
+class ModelListing:
+    """The models an endpoint lists (`GET /v1/models`), or why it could not be asked."""
+
+    models: list[str]
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Wire form: `{"models": [...](, "error")}`."""
+        return {"models": self.models, **({"error": self.error} if self.error else {})}
+
+
 class Model(Protocol):
     """A chat model with native tool calling that streams its reply."""
 
     async def complete(
-        self, messages: list[Message], tools: list[dict[str, Any]], sink: DeltaSink
+        self,
+        messages: list[Message],
+        tools: list[dict[str, Any]],
+        sink: DeltaSink,
+        *,
+        model: str | None = None,
     ) -> ModelReply:
-        """Send `messages`, stream text to `sink`, return the whole reply."""
+        """Send `messages` to `model` (None: the default), stream text to `sink`, return the reply."""
         ...
 
 
@@ -114,19 +138,39 @@ class OpenAIModel:
         """Release the HTTP connections."""
         await self.client.close()
 
+    async def list_models(self) -> ModelListing:
+        """The model ids the endpoint lists; a failure is reported in the listing, not raised."""
+        try:
+            client = self.client.with_options(
+                timeout=min(self.settings.llm_timeout_s, LIST_TIMEOUT_S)
+            )
+            ids = [entry.id async for entry in client.models.list()]
+        except openai.APIError as exc:
+            return ModelListing(
+                [], f"cannot list the models at {self.settings.llm_base_url}: {_reason(exc)}"
+            )
+        return ModelListing(ids)
+
     async def complete(
-        self, messages: list[Message], tools: list[dict[str, Any]], sink: DeltaSink
+        self,
+        messages: list[Message],
+        tools: list[dict[str, Any]],
+        sink: DeltaSink,
+        *,
+        model: str | None = None,
     ) -> ModelReply:
         """Stream one reply, retrying transient failures (before any text went out)."""
+        name = model or self.settings.llm_model
         delay = self.settings.llm_retry_delay_s
         attempts = self.settings.llm_retries + 1
+        started = time.monotonic()
         for attempt in range(1, attempts + 1):
             tracker = _Tracker(sink)
             try:
-                return await self._stream(messages, tools, tracker)
+                reply = await self._stream(name, messages, tools, tracker)
             except openai.APIError as exc:
                 if not _transient(exc) or tracker.emitted or attempt == attempts:
-                    raise ModelError(self._explain(exc, attempt)) from exc
+                    raise ModelError(self._explain(exc, attempt, name)) from exc
                 logger.warning(
                     "model request failed (%s); attempt %d of %d in %.1fs",
                     _reason(exc),
@@ -136,14 +180,31 @@ class OpenAIModel:
                 )
                 await asyncio.sleep(delay * random.uniform(0.75, 1.25))
                 delay *= 2
+                continue
+            reply.usage = self._report(name, reply.usage, started)
+            return reply
         raise AssertionError("unreachable")
 
+    def _report(self, name: str, tokens: UsageReport | None, started: float) -> UsageReport:
+        """The call's usage report: the server's token counts (if any), the time, the cost."""
+        prompt = tokens.prompt_tokens if tokens else None
+        completion = tokens.completion_tokens if tokens else None
+        return UsageReport(
+            model=name,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            duration_ms=round((time.monotonic() - started) * 1000),
+            cost=Prices.of(self.settings).cost(prompt, completion),
+        )
+
     async def _stream(
-        self, messages: list[Message], tools: list[dict[str, Any]], sink: _Tracker
+        self, name: str, messages: list[Message], tools: list[dict[str, Any]], sink: _Tracker
     ) -> ModelReply:
         extra: dict[str, Any] = {"tools": tools} if tools else {}
+        if self.settings.llm_stream_usage:
+            extra["stream_options"] = {"include_usage": True}
         stream = await self.client.chat.completions.create(
-            model=self.settings.llm_model,
+            model=name,
             messages=cast(Any, messages),
             stream=True,
             **extra,
@@ -155,6 +216,10 @@ class OpenAIModel:
                 for choice in chunk.choices[:1]:
                     _apply_delta(choice.delta, reply, splitter, calls, sink)
                     reply.finish_reason = choice.finish_reason or reply.finish_reason
+                if chunk.usage is not None:  # the last chunk; some servers send it on every one
+                    reply.usage = UsageReport(
+                        name, chunk.usage.prompt_tokens, chunk.usage.completion_tokens, 0
+                    )
         for is_thinking, text in splitter.flush():
             _emit(is_thinking, text, reply, sink)
         reply.tool_calls = [calls[i] for i in sorted(calls)]
@@ -163,7 +228,7 @@ class OpenAIModel:
         reply.content = reply.content.lstrip()
         return reply
 
-    def _explain(self, exc: openai.APIError, attempts: int) -> str:
+    def _explain(self, exc: openai.APIError, attempts: int, model: str) -> str:
         """A message a person can act on."""
         url, tries = self.settings.llm_base_url, f"after {attempts} attempt(s)"
         if isinstance(exc, openai.APITimeoutError):
@@ -180,7 +245,7 @@ class OpenAIModel:
             return f"the model server at {url} refused the API key ({_reason(exc)}) — set GADGET_LLM_API_KEY"
         if isinstance(exc, openai.NotFoundError):
             return (
-                f"model {self.settings.llm_model!r} or its endpoint not found at {url} "
+                f"model {model!r} or its endpoint not found at {url} "
                 f"({_reason(exc)}) — set GADGET_LLM_MODEL, and GADGET_LLM_BASE_URL (usually ends in /v1)"
             )
         if isinstance(exc, openai.RateLimitError):

@@ -15,7 +15,8 @@ GUIDE_CHARS = 3000
 RULES = """\
 Rules:
 - Work only inside the workspace; paths are relative to its root.
-- Read before you edit; edit_file needs the exact old text, matching once.
+- Read a file (read_file) in this turn before you edit or overwrite it; edit_file needs
+  the exact old text, matching once.
 - Prefer small, careful changes; run the project's tests or commands to check your work.
 - Commands run with bash in the workspace root; avoid interactive programs.
 - When the work is done, answer the person briefly: what you changed and how you checked it."""

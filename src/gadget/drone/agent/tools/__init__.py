@@ -17,6 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from gadget.config import DroneSettings
 from gadget.drone.agent.model import DeltaSink, ToolCallRequest
+from gadget.drone.agent.reads import FileReads
+from gadget.drone.agent.usage import UsageReport
 from gadget.drone.agent.workspace import Workspace
 from gadget.drone.exceptions import ToolError
 
@@ -34,16 +36,27 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ToolResult:
-    """What a tool produced; `subagent`/`stats` are set by the `task` tool only."""
+    """What a tool produced; `subagent`/`stats` are set by the `task` tool only.
+
+    `server` names the MCP server that ran the call; `refused` says the permission
+    gate did not let the call run (read-only mode, or the person denied it).
+    """
 
     output: str
     ok: bool = True
     subagent: dict[str, Any] | None = None
     stats: dict[str, Any] | None = None
+    server: str | None = None
+    refused: bool = False
 
     def to_json(self) -> str:
-        """The result as sent in `toolCall`: `{"ok": bool, "output": str}`."""
-        return json.dumps({"ok": self.ok, "output": self.output}, ensure_ascii=False)
+        """The result as sent in `toolCall`: `{"ok": bool, "output": str(, "server", "refused")}`."""
+        out: dict[str, Any] = {"ok": self.ok, "output": self.output}
+        if self.server is not None:
+            out["server"] = self.server
+        if self.refused:
+            out["refused"] = True
+        return json.dumps(out, ensure_ascii=False)
 
     def for_model(self) -> str:
         """The tool message content the model reads next."""
@@ -61,6 +74,9 @@ class AgentEvents(DeltaSink, Protocol):
 
     def tool_finished(self, call: ToolCallRequest, params: str, result: ToolResult) -> None:
         """A tool ran; `params` is its arguments as JSON text."""
+
+    def usage(self, report: UsageReport) -> None:
+        """One model call ended: its tokens and time."""
 
     def child(self, agent_id: str) -> AgentEvents:
         """The events of a subagent started by tool call `agent_id`."""
@@ -80,6 +96,8 @@ class ToolContext:
     events: AgentEvents
     call_id: str = ""
     spawn: Spawner | None = None
+    #: What this agent has read in its turn (shared by all its calls).
+    reads: FileReads = field(default_factory=FileReads)
 
 
 Handler = Callable[[Any, ToolContext], Awaitable[str | ToolResult]]
@@ -87,16 +105,23 @@ Handler = Callable[[Any, ToolContext], Awaitable[str | ToolResult]]
 
 @dataclass(frozen=True)
 class Tool:
-    """One tool: its parameters are validated with `params` before `run` sees them."""
+    """One tool: its parameters are validated with `params` before `run` sees them.
+
+    `read_only` tools change nothing by themselves, so they run unasked in "ask" and
+    "read-only" mode (`task` counts: its subagent's calls pass the same gate). `schema`
+    replaces the JSON schema derived from `params` (MCP tools bring their own).
+    """
 
     name: str
     description: str
     params: type[BaseModel]
     run: Handler
+    read_only: bool = False
+    schema: dict[str, Any] | None = None
 
     def spec(self) -> dict[str, Any]:
         """The Chat Completions `tools` entry."""
-        schema = self.params.model_json_schema()
+        schema = dict(self.schema) if self.schema is not None else self.params.model_json_schema()
         schema.pop("title", None)
         return {
             "type": "function",
@@ -156,8 +181,8 @@ def _parse(tool: Tool, arguments: str) -> BaseModel:
         raise ToolError(f"bad arguments for {tool.name}: {problems}") from None
 
 
-def default_toolbox() -> ToolBox:
-    """All the tools: files, search, shell and task."""
+def default_toolbox(extra: Iterable[Tool] = ()) -> ToolBox:
+    """The built-in tools (files, search, shell and task), then `extra` ones (MCP servers')."""
     from gadget.drone.agent.tools import files, search, shell, task
 
-    return ToolBox.of([*files.TOOLS, search.TOOL, shell.TOOL, task.TOOL])
+    return ToolBox.of([*files.TOOLS, search.TOOL, shell.TOOL, task.TOOL, *extra])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from gadget.drone.agent.reads import FileReads
 from gadget.drone.agent.tools import Tool, ToolContext
 from gadget.drone.agent.workspace import Workspace
 from gadget.drone.exceptions import ToolError
@@ -49,18 +50,29 @@ class ListDirParams(BaseModel):
     depth: int = Field(default=2, ge=1, le=10, description="How many levels to descend")
 
 
-def _read_text(path: Path, shown: str) -> str:
-    if not path.is_file():
-        raise ToolError(f"{shown} is not a file" if path.exists() else f"{shown} does not exist")
-    data = path.read_bytes()
+def _current(path: Path) -> bytes | None:
+    """The file's bytes, or None when there is no file."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _read_text(path: Path, shown: str, reads: FileReads) -> str:
+    if path.exists() and not path.is_file():
+        raise ToolError(f"{shown} is not a file")
+    data = _current(path)
+    reads.saw(path, data)
+    if data is None:
+        raise ToolError(f"{shown} does not exist")
     if b"\x00" in data[:8192]:
         raise ToolError(f"{shown} looks binary ({len(data)} bytes); not shown")
     return data.decode("utf-8", errors="replace")
 
 
-def _read(ws: Workspace, p: ReadFileParams) -> str:
+def _read(ws: Workspace, p: ReadFileParams, reads: FileReads) -> str:
     path = ws.resolve(p.path)
-    lines = _read_text(path, p.path).splitlines()
+    lines = _read_text(path, p.path, reads).splitlines()
     if not lines:
         return f"({p.path} is empty)"
     if p.offset > len(lines):
@@ -75,20 +87,29 @@ def _read(ws: Workspace, p: ReadFileParams) -> str:
     return "\n".join(out)
 
 
-def _write(ws: Workspace, p: WriteFileParams) -> str:
+def _write(ws: Workspace, p: WriteFileParams, reads: FileReads) -> str:
     path = ws.resolve(p.path)
     if path.is_dir():
         raise ToolError(f"{p.path} is a folder")
+    current = _current(path)
+    reads.check(path, p.path, current)
     path.parent.mkdir(parents=True, exist_ok=True)
-    existed = path.exists()
-    write_atomic(path, p.content.encode())
-    verb = "overwrote" if existed else "created"
+    data = p.content.encode()
+    write_atomic(path, data)
+    reads.saw(path, data)
+    verb = "overwrote" if current is not None else "created"
     return f"{verb} {ws.relative(path)} ({len(p.content.splitlines())} lines)"
 
 
-def _edit(ws: Workspace, p: EditFileParams) -> str:
+def _edit(ws: Workspace, p: EditFileParams, reads: FileReads) -> str:
     path = ws.resolve(p.path)
-    text = _read_text(path, p.path)
+    if path.exists() and not path.is_file():
+        raise ToolError(f"{p.path} is not a file")
+    current = _current(path)
+    if current is None:
+        raise ToolError(f"{p.path} does not exist; use write_file to create it")
+    reads.check(path, p.path, current)
+    text = current.decode("utf-8", errors="replace")
     if not p.old:
         raise ToolError("old must not be empty; use write_file to create or replace a whole file")
     count = text.count(p.old)
@@ -102,7 +123,9 @@ def _edit(ws: Workspace, p: EditFileParams) -> str:
             f"old text occurs {count} times in {p.path}; include more surrounding lines "
             "so it matches exactly once"
         )
-    write_atomic(path, text.replace(p.old, p.new, 1).encode())
+    data = text.replace(p.old, p.new, 1).encode()
+    write_atomic(path, data)
+    reads.saw(path, data)
     line = text[: text.index(p.old)].count("\n") + 1
     return f"edited {ws.relative(path)} at line {line}"
 
@@ -122,17 +145,17 @@ def _list(ws: Workspace, p: ListDirParams) -> str:
 
 async def read_file(p: ReadFileParams, ctx: ToolContext) -> str:
     """Read a file with line numbers."""
-    return await asyncio.to_thread(_read, ctx.workspace, p)
+    return await asyncio.to_thread(_read, ctx.workspace, p, ctx.reads)
 
 
 async def write_file(p: WriteFileParams, ctx: ToolContext) -> str:
     """Create or replace a file."""
-    return await asyncio.to_thread(_write, ctx.workspace, p)
+    return await asyncio.to_thread(_write, ctx.workspace, p, ctx.reads)
 
 
 async def edit_file(p: EditFileParams, ctx: ToolContext) -> str:
     """Replace one exact, unique piece of a file."""
-    return await asyncio.to_thread(_edit, ctx.workspace, p)
+    return await asyncio.to_thread(_edit, ctx.workspace, p, ctx.reads)
 
 
 async def list_dir(p: ListDirParams, ctx: ToolContext) -> str:
@@ -146,18 +169,27 @@ TOOLS = [
         "Read a text file; lines are numbered. Use offset/limit for big files.",
         ReadFileParams,
         read_file,
+        read_only=True,
     ),
     Tool(
         "write_file",
-        "Create a file or replace its whole content (folders are created).",
+        "Create a file or replace its whole content (folders are created); an existing "
+        "file must be read with read_file first in this turn.",
         WriteFileParams,
         write_file,
     ),
     Tool(
         "edit_file",
-        "Replace `old` with `new` in a file; `old` must match exactly once.",
+        "Replace `old` with `new` in a file read earlier in this turn; `old` must match "
+        "exactly once.",
         EditFileParams,
         edit_file,
     ),
-    Tool("list_dir", "List files and folders (honours .gitignore).", ListDirParams, list_dir),
+    Tool(
+        "list_dir",
+        "List files and folders (honours .gitignore).",
+        ListDirParams,
+        list_dir,
+        read_only=True,
+    ),
 ]

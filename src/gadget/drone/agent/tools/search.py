@@ -79,4 +79,5 @@ TOOL = Tool(
     "prints path:line: text.",
     SearchParams,
     search,
+    read_only=True,
 )

@@ -30,4 +30,6 @@ TOOL = Tool(
     "self-contained job, e.g. researching the code base; returns its final answer.",
     TaskParams,
     task,
+    # the subagent's own calls pass the same permission gate
+    read_only=True,
 )
