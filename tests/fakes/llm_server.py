@@ -23,6 +23,12 @@ A reply can also fail (``error_reply(500)``, ``error_reply(429)``), wait before
 answering (``delay_s``), pace its chunks (``chunk_delay_s``), or ``hang`` after
 its chunks until the client closes the stream (see :attr:`ScriptedLLM.disconnects`).
 When the script runs out, the server answers HTTP 400 "script exhausted".
+
+A reply may carry token usage (``text_reply("hi", usage=usage(12, 3))``): as OpenAI
+does, it is sent only when the request asked for it (``stream_options.include_usage``),
+as a last chunk with no choices (and ``"usage": null`` on the others).
+
+``GET /v1/models`` lists :attr:`ScriptedLLM.models` (or fails with ``models_status``).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ __all__ = [
     "text_reply",
     "tool_call",
     "tool_reply",
+    "usage",
 ]
 
 Chunk = dict[str, Any]
@@ -64,6 +71,8 @@ class Reply:
     delay_s: float = 0.0
     chunk_delay_s: float = 0.0
     hang: bool = False
+    #: Token usage sent after the chunks when the request asks for it (see :func:`usage`).
+    usage: dict[str, int] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Reply:
@@ -105,6 +114,15 @@ def finish(reason: str = "stop") -> Chunk:
     return {"delta": {}, "finish_reason": reason}
 
 
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    """A reply's token usage, as in a Chat Completions `usage` object."""
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
 def split(text: str, pieces: int) -> list[str]:
     """`text` cut into `pieces` nearly equal parts (empty parts dropped)."""
     size = max(1, -(-len(text) // max(pieces, 1)))
@@ -143,10 +161,18 @@ class ScriptedLLM:
     """The server: `async with ScriptedLLM(script) as llm`, then point a client at `llm.base_url`."""
 
     def __init__(
-        self, script: Iterable[Reply] = (), *, host: str = "127.0.0.1", port: int = 0
+        self,
+        script: Iterable[Reply] = (),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        models: Iterable[str] = ("scripted",),
+        models_status: int = 200,
     ) -> None:
         """Serve `script` (one reply per request, in order) on `host:port` (0: any free port)."""
         self.script: deque[Reply] = deque(script)
+        self.models = list(models)
+        self.models_status = models_status
         self.requests: list[dict[str, Any]] = []
         self.disconnects = 0
         self.host, self.port = host, port
@@ -225,9 +251,15 @@ class ScriptedLLM:
         }
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         if method == "GET" and path.rstrip("/").endswith("/models"):
-            await _send_json(
-                writer, 200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]}
-            )
+            if self.models_status != 200:
+                error = {"error": {"message": "scripted models failure", "type": "scripted"}}
+                await _send_json(writer, self.models_status, error)
+                return True
+            data = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "scripted"}
+                for m in self.models
+            ]
+            await _send_json(writer, 200, {"object": "list", "data": data})
             return True
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             await _send_json(writer, 404, {"error": {"message": f"no route {method} {path}"}})
@@ -244,17 +276,25 @@ class ScriptedLLM:
                 writer, reply.status, {"error": {"message": reply.error, "type": "scripted"}}
             )
             return True
-        await self._stream(reply, request.get("model", "scripted"), reader, writer)
+        options = request.get("stream_options") or {}
+        await self._stream(reply, request, bool(options.get("include_usage")), reader, writer)
         return False
 
     async def _stream(
-        self, reply: Reply, model: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reply: Reply,
+        request: dict[str, Any],
+        with_usage: bool,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
             b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         )
-        created = int(time.time())
+        created, model = int(time.time()), request.get("model", "scripted")
+        base = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": created,
+                "model": model, **({"usage": None} if with_usage else {})}  # fmt: skip
         try:
             for chunk in reply.chunks:
                 if reply.chunk_delay_s:
@@ -264,8 +304,10 @@ class ScriptedLLM:
                     "delta": chunk["delta"],
                     "finish_reason": chunk.get("finish_reason"),
                 }
-                data = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": created,
-                        "model": model, "choices": [choice]}  # fmt: skip
+                data = {**base, "choices": [choice]}
+                await _send_chunk(writer, f"data: {json.dumps(data)}\n\n".encode())
+            if with_usage and reply.usage is not None:
+                data = {**base, "choices": [], "usage": reply.usage}
                 await _send_chunk(writer, f"data: {json.dumps(data)}\n\n".encode())
             if reply.hang:
                 await reader.read()  # returns at EOF: the client closed the stream
