@@ -9,14 +9,18 @@ Hierarchy::
     ├── ModelError              the model could not be reached or answered badly; ends the turn
     ├── LimitsExceeded          the agent used up its steps without answering
     ├── WorkOrderError          a work order or its cache is malformed
-    └── RegistrationError       `gadget drone register` failed (login, hub refused)
+    ├── RegistrationError       `gadget drone register` failed (login, hub refused)
+    ├── CheckpointError         a turn's checkpoint could not be taken, shown or reverted
+    └── McpConfigError          the MCP configuration file is unreadable or malformed
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointError",
     "DroneError",
     "LimitsExceeded",
+    "McpConfigError",
     "ModelError",
     "RegistrationError",
     "ToolError",
@@ -51,3 +55,11 @@ class WorkOrderError(DroneError):
 
 class RegistrationError(DroneError):
     """Registering a drone with the hub failed."""
+
+
+class CheckpointError(DroneError):
+    """A checkpoint operation failed (git missing, unknown or unfinished turn, bad path)."""
+
+
+class McpConfigError(DroneError):
+    """`GADGET_MCP_CONFIG` names a file that is missing, not JSON, or not the expected shape."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from gadget.drone.agent.loop import Agent
 from gadget.drone.agent.tools import default_toolbox
+from gadget.drone.checkpoints import Change, Checkpoints
 from gadget.drone.events import TurnEvents
-from gadget.drone.exceptions import DroneError
+from gadget.drone.exceptions import CheckpointError, DroneError
 from gadget.drone.history import ChatHistory
 from gadget.drone.workorder import WorkOrder
 from gadget.protocol import DroneEvent, WorkspaceMode
@@ -33,6 +34,9 @@ class TurnRunner:
         self.drone = drone
         self.cancel_reason: str | None = None
         self._agent_task: asyncio.Task[object] | None = None
+        self.checkpoints = Checkpoints(drone.workspace.root)
+        #: The files the turn changed (None: no checkpoint was taken).
+        self.changes: list[Change] | None = None
 
     def cancel(self, reason: str) -> None:
         """End the agent now: its model stream is closed and its command's group killed."""
@@ -57,6 +61,7 @@ class TurnRunner:
             drone.settings,
             TurnEvents(drone.outbox),
         )
+        checkpointed = await self._checkpoint("begin")
         if self.cancel_reason is None:
             self._agent_task = asyncio.create_task(agent.run(order.prompt, past))
             try:
@@ -64,6 +69,8 @@ class TurnRunner:
             finally:
                 self._agent_task.cancel()
         success, message = self._outcome()
+        if checkpointed:
+            await self._checkpoint("finish")
         note = None if success else f"[this turn ended early: {message}]"
         await asyncio.to_thread(history.append, order.turn_id, agent.transcript(note))
         logger.info("turn %s %s", order.turn_id, "finished" if success else f"failed: {message}")
@@ -74,6 +81,21 @@ class TurnRunner:
         await drone.outbox.drain()  # only a delivered completion may remove the recovery cache
         await asyncio.to_thread(drone.cache.clear)
         drone.set_mode(WorkspaceMode.IDLE)
+
+    async def _checkpoint(self, step: Literal["begin", "finish"]) -> bool:
+        """Snapshot the workspace before or after the turn; a failure only costs the undo."""
+        if not self.drone.settings.checkpoints:
+            return False
+        turn_id = self.order.turn_id
+        try:
+            if step == "begin":
+                await self.checkpoints.begin(turn_id)
+            else:
+                self.changes = await self.checkpoints.finish(turn_id)
+        except CheckpointError as exc:
+            logger.warning("turn %s: no checkpoint (%s): %s", turn_id, step, exc)
+            return False
+        return True
 
     def _outcome(self) -> tuple[bool, str | None]:
         task = self._agent_task
