@@ -1,104 +1,19 @@
-"""The web IDE in Debian's Chromium, against a real hub, a real drone and the scripted model.
-
-Screenshots go to artifacts/screenshots/ (gitignored) for people to look at.
-"""
+"""The web IDE in Debian's Chromium, against a real hub, a real drone and the scripted model."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
-from tests.drone.e2e import Session, new_session, running_drone
+from tests.drone.e2e import new_session, running_drone
 from tests.fakes.llm_server import ScriptedLLM, text_reply, tool_reply
 from tests.harness import HubHarness
+from tests.ide.browser import BROWSER, LIVE, open_session, send, shot, sign_in, stored_text, turn_el
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-PASSWORD = "pw-secret"  # what tests.harness.HubHarness.signup uses
-LIVE = ".turn[data-status=processing]"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(90),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Debian's Chromium is missing: apt-get install chromium"
-    ),
-]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield b
-        await b.close()
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    """A 1280x800 page that fails the test on any uncaught script error."""
-    context = await browser.new_context(
-        viewport={"width": 1280, "height": 800}, reduced_motion="reduce"
-    )
-    p = await context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield p
-    await context.close()
-    assert not errors, errors
-
-
-async def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-
-
-async def sign_in(page: Page, hub: HubHarness, username: str = "ann") -> None:
-    await page.goto(hub.url)
-    await page.fill("#login-username", username)
-    await page.fill("#login-password", PASSWORD)
-    await page.click("#login-submit")
-    await expect(page.locator("#connection")).to_have_text("online")
-
-
-async def open_session(page: Page, s: Session) -> None:
-    """Sign in as the session's user and lock its drone for a new chat session."""
-    await sign_in(page, s.hub)
-    await expect(
-        page.locator(f'.drone[data-drone-id="{s.drone_id}"][data-online=true]')
-    ).to_be_visible()
-    await page.click("#new-session")
-    await expect(page.locator("#prompt")).to_be_enabled()
-    await expect(page.locator("#lock-hint")).to_have_text("")
-
-
-async def send(page: Page, prompt: str) -> str:
-    """Type a prompt and press Enter; returns the new turn's id."""
-    count = await page.locator(".turn").count()
-    await page.fill("#prompt", prompt)
-    await page.press("#prompt", "Enter")
-    turn = page.locator(".turn").nth(count)
-    await expect(turn.locator(".prompt-text")).to_have_text(prompt)
-    turn_id = await turn.get_attribute("data-turn-id")
-    assert turn_id
-    return turn_id
-
-
-def turn_el(page: Page, turn_id: str) -> Any:
-    return page.locator(f'.turn[data-turn-id="{turn_id}"]')
-
-
-def stored_text(turn: dict[str, Any], mode: str) -> list[str]:
-    return [b["content"] for b in turn["blocks"] if b["mode"] == mode]
+pytestmark = BROWSER
 
 
 async def test_login_failure_register_drone_and_logout(page: Page, hub: HubHarness) -> None:
@@ -216,21 +131,6 @@ async def test_model_and_tool_output_is_inert(page: Page, hub: HubHarness, ws: P
     await shot(page, "inert-output")
 
 
-async def test_cancel_ends_the_turn(page: Page, hub: HubHarness, ws: Path) -> None:
-    async with ScriptedLLM([text_reply("I am still talk", hang=True)]) as llm:
-        s = await new_session(hub, llm, ws)
-        async with running_drone(s.settings):
-            await open_session(page, s)
-            turn_id = await send(page, "talk")
-            await expect(page.locator(f"{LIVE} .block-responding")).to_have_text("I am still talk")
-            await page.click("#cancel")
-            turn = turn_el(page, turn_id)
-            await expect(turn).to_have_attribute("data-status", "error")
-    await expect(turn.locator(".turn-error")).to_contain_text("cancelled")
-    await expect(page.locator("#cancel")).to_be_hidden()
-    await expect(page.locator("#send")).to_be_enabled()
-
-
 async def test_unreachable_model_shows_the_drones_advice(
     page: Page, hub: HubHarness, ws: Path
 ) -> None:
@@ -238,11 +138,16 @@ async def test_unreachable_model_shows_the_drones_advice(
         url = llm.base_url  # closed at once: nothing listens there any more
     s = await new_session(hub, ScriptedLLM(), ws, llm_base_url=url, llm_retries=1)
     async with running_drone(s.settings):
-        await open_session(page, s)
-        # Before any prompt, the drone list already says how to configure a model.
+        await sign_in(page, hub)
+        # Before any prompt, the drone list and the first steps say how to configure a model.
         warning = page.locator(f'.drone[data-drone-id="{s.drone_id}"] .model-warning')
         await expect(warning).to_contain_text(f"cannot reach the model at {url}")
         await expect(warning).to_contain_text("GADGET_LLM_BASE_URL")
+        tip = page.locator(".empty-hint")
+        await expect(tip).to_contain_text('"box" cannot reach its model.')
+        await expect(tip).to_contain_text("GADGET_LLM_BASE_URL")
+        await page.click("#new-session")
+        await expect(page.locator("#prompt")).to_be_enabled()
         turn_id = await send(page, "hello")
         error = turn_el(page, turn_id).locator(".turn-error")
         await expect(error).to_contain_text(f"cannot reach the model at {url}")

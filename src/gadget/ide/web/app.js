@@ -10,6 +10,7 @@ import { Sidebar } from "./sidebar.js";
 import { HubSocket } from "./socket.js";
 
 const THEME_KEY = "gadget.theme";
+const PHONE = "(max-width: 760px)"; // style.css hides the sidebar behind ☰ below this width
 
 let socket = null;
 let everConnected = false;
@@ -138,13 +139,21 @@ function connect() {
 
 function gettingStarted() {
   const drones = [...sidebar.drones.values()];
+  const drone = sidebar.drone;
+  const phone = matchMedia(PHONE).matches;
+  const where = phone ? "in the ☰ menu" : "in the sidebar";
   const steps = [];
-  if (!sidebar.projects.length) steps.push("Create a project in the sidebar.");
-  if (!drones.length) steps.push("Register a drone and run the command it shows on the machine with your code.");
+  if (phone) steps.push("The project, drone and session controls are behind the ☰ menu at the top left.");
+  if (!sidebar.projects.length) steps.push(`Create a project ${where}.`);
+  if (!drones.length) steps.push(`Register a drone ${where} and run the command it shows on the machine with your code.`);
   else if (!drones.some((d) => d.online)) steps.push("Start a drone: none is online right now.");
-  steps.push("Pick a drone and a project, then Open session (or resume a past one).");
-  steps.push("The drone needs a model: set GADGET_LLM_BASE_URL (an OpenAI-compatible server) where the drone runs; "
-    + "if the model cannot be reached the turn shows the drone's error.");
+  steps.push(`Pick a drone and a project ${where}, then Open session (or resume a past one).`);
+  // The tip only while the chosen drone has not said its model answers.
+  if (!drone?.model?.reachable) {
+    const why = drone?.online && drone.model ? `"${drone.name}" cannot reach its model. ` : "";
+    steps.push(`${why}The drone needs a model: set GADGET_LLM_BASE_URL (an OpenAI-compatible server) `
+      + "where the drone runs; if the model cannot be reached the turn shows the drone's error.");
+  }
   return h("div.empty-hint", null, h("h2", null, "Get started"), h("ol", null, steps.map((s) => h("li", null, s))));
 }
 
@@ -157,7 +166,31 @@ function lockBlocker() {
   if (!drone) return "Register a drone first.";
   if (!drone.online) return `The drone "${drone.name}" is offline; start it first.`;
   if (drone.lockedBy && drone.lockedBy._id !== me?._id) return `"${drone.name}" is in use by ${drone.lockedBy.username}.`;
+  if (chat.running) return "A turn is running: wait for it or cancel it before opening another session.";
   return "";
+}
+
+/** Why a prompt cannot be sent to the open session now, or "" when it can. */
+function sendBlocker(drone) {
+  if (!socket?.connected) return "Waiting for the hub connection…";
+  if (drone && !drone.online) return `The drone "${drone.name}" is offline; send once it is back.`;
+  if (drone?.workspaceMode === "user") {
+    return "The workspace is in user mode (you are working in it): switch Workspace to idle to send prompts.";
+  }
+  return "";
+}
+
+/** The Workspace menu: idle and user can be chosen; agent is only shown, while a turn runs. */
+function syncMode(lock, drone) {
+  const select = $("mode-select");
+  const mode = drone?.workspaceMode || "idle";
+  const agent = mode === "agent";
+  select.querySelector("option[value=agent]").hidden = !agent;
+  select.value = mode;
+  select.disabled = !lock || !drone?.online || agent;
+  select.title = agent
+    ? "Agent mode: the drone is running a turn. It goes back to idle when the turn ends."
+    : "idle: the agent may be sent prompts · user: you are working in the workspace yourself";
 }
 
 function sync() {
@@ -167,6 +200,7 @@ function sync() {
   $("lock-button").disabled = Boolean(blocker) || busy;
   $("new-session").disabled = Boolean(blocker) || busy;
   $("lock-hint").textContent = busy ? "Opening…" : blocker;
+  sidebar.setBusy(chat.running ? "A turn is running: wait for it or cancel it first." : "");
 
   const shown = lock || chat.wanted; // the session on screen, open or waiting for its drone
   const drone = shown ? sidebar.drones.get(shown.drone) : null;
@@ -174,13 +208,17 @@ function sync() {
   const note = !lock ? " (waiting for the drone)" : drone && !drone.online ? " (offline)" : "";
   $("session-title").textContent = shown ? `${title || "New session"} · ${drone?.name ?? "drone"}${note}` : "No session";
   sidebar.setActiveSession(shown?.chatSession ?? null);
+  logs.scope(shown?.chatSession ?? null);
 
   const running = chat.running;
-  $("mode-select").disabled = !lock;
-  if (drone?.workspaceMode) $("mode-select").value = drone.workspaceMode;
+  const cannotSend = lock ? sendBlocker(drone) : "";
+  syncMode(lock, drone);
   $("release-button").disabled = !lock;
   $("prompt").disabled = !lock;
-  $("send").disabled = !lock || running || !socket?.connected;
+  $("send").disabled = !lock || running || Boolean(cannotSend);
+  $("send").title = cannotSend;
+  $("composer-hint").textContent = cannotSend;
+  $("composer-hint").hidden = !cannotSend;
   $("cancel").hidden = !running;
   view.setHint(lock ? h("div.empty-hint", null, h("p", null, "Ask the agent something to start.")) : gettingStarted());
   chat.schedule();
@@ -189,6 +227,10 @@ function sync() {
 /* ---------- actions ---------- */
 
 async function openSession(chatSessionId) {
+  if (chat.running && chatSessionId !== chat.lock?.chatSession) {
+    alert("A turn is running: wait for it or cancel it before opening another session.", "warn");
+    return;
+  }
   const drone = sidebar.droneId;
   const project = sidebar.projectId;
   if (await chat.open(drone, project, chatSessionId)) {
@@ -206,7 +248,7 @@ async function send(event) {
   $("send").disabled = true;
   if (await chat.submit(text)) {
     $("prompt").value = "";
-    setStatus("Prompt sent; waiting for the drone…");
+    if (chat.running) setStatus("Prompt sent; waiting for the drone…"); // unless it already ended
   }
   sync();
 }
@@ -224,6 +266,7 @@ function wire() {
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape") setSidebar(false);
   });
+  matchMedia(PHONE).addEventListener("change", () => chat && sync());
 
   $("lock-button").addEventListener("click", () => openSession(sidebar.sessions[0]?._id ?? null));
   $("new-session").addEventListener("click", () => openSession(null));
@@ -266,21 +309,23 @@ function boot() {
     me: () => auth.user,
   });
   chat = new ChatSession({
-    render: (turns) => view.render(turns),
+    render: (turns, reveal) => view.render(turns, reveal),
     changed: () => sync(),
     status: setStatus,
     log: (...args) => logs.add(...args),
-    alert: (text) => alert(text),
+    alert: (text, tone) => alert(text, tone),
     droneState: (state) => sidebar.updateDrone(state),
     // The hub names a session after its first prompt: refresh the list to show it.
     turnStarted: () => {
       if (!sidebar.sessions.find((s) => s._id === chat.lock?.chatSession)?.title) sidebar.loadSessions().then(sync, fail);
     },
+    // The mode is shown by the menu and the drone's chip; the status line only says it
+    // when the user asked for it (a turn's own agent → idle must not hide "Turn finished").
     modeChanged: (mode) => {
       const id = chat.lock?.drone;
       if (id) sidebar.updateDrone({ _id: id, workspaceMode: mode });
-      setStatus(`Workspace mode: ${mode}.`);
     },
+    mode: () => sidebar.drones.get(chat.lock?.drone)?.workspaceMode ?? null,
   });
   wire();
   if (auth.token) start();

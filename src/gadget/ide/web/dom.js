@@ -61,3 +61,20 @@ export function when(value) {
   if (Number.isNaN(date.getTime())) return "";
   return date.toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
 }
+
+/** A short local time for today ("14:03:07"), with the date for other days. */
+export function moment(value) {
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) return "";
+  return date.toDateString() === new Date().toDateString() ? clock(date.getTime()) : when(value);
+}
+
+/** A duration for people: "850 ms", "4.2 s", "3 min 5 s", "1 h 2 min". */
+export function duration(ms) {
+  if (!Number.isFinite(ms) || ms < 0) return "";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const s = Math.round(ms / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}

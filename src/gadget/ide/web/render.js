@@ -2,7 +2,7 @@
 // tool objects it last drew; since the reducer never mutates, an unchanged object
 // means an unchanged element, so a streamed delta redraws only the block it touched.
 
-import { h, replaceChildren, when } from "./dom.js";
+import { duration, h, replaceChildren, when } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { Status } from "./state.js";
 import { toolCard } from "./tools.js";
@@ -44,10 +44,11 @@ class TurnView {
   }
 
   update(turn) {
-    const headKey = `${turn.prompt}\u0000${turn.status}\u0000${turn.errorMessage}\u0000${turn.createdAt}`;
+    const headKey = [turn.prompt, turn.status, turn.errorMessage, turn.cancelled, turn.durationMs, turn.createdAt].join("\u0000");
     if (headKey !== this.head) {
       this.head = headKey;
-      this.el.dataset.status = turn.status;
+      // A cancelled turn is "error" on the wire; on screen it is its own, neutral state.
+      this.el.dataset.status = turn.cancelled ? "cancelled" : turn.status;
       this.prompt.textContent = turn.prompt;
       this.meta.textContent = turn.createdAt ? when(turn.createdAt) : "";
       this.drawFooter(turn);
@@ -58,12 +59,15 @@ class TurnView {
   }
 
   drawFooter(turn) {
+    const took = duration(turn.durationMs);
     if (turn.status === Status.PROCESSING) {
       replaceChildren(this.footer, h("span.working", { "aria-hidden": "true" }), h("span.muted", null, "Working…"));
+    } else if (turn.cancelled) {
+      replaceChildren(this.footer, h("span.turn-cancelled", null, took ? `Cancelled after ${took}` : "Cancelled"));
     } else if (turn.status === Status.ERROR) {
       replaceChildren(this.footer, h("div.turn-error", null, h("strong", null, "Turn failed: "), turn.errorMessage || "unknown error"));
     } else {
-      replaceChildren(this.footer);
+      replaceChildren(this.footer, took ? h("span.turn-done.muted", null, `Finished in ${took}`) : null);
     }
   }
 
@@ -133,10 +137,14 @@ export class TurnsView {
     this.hint = node;
   }
 
-  /** Draw `turns` (in display order). */
-  render(turns) {
+  /**
+   * Draw `turns` (in display order).
+   * @param {string|null} reveal  a turn just sent: scroll to the end to show it, wherever the
+   *   reader was (from then on the view follows the stream as usual)
+   */
+  render(turns, reveal = null) {
     const c = this.container;
-    const pinned = c.scrollHeight - c.scrollTop - c.clientHeight < 80;
+    const pinned = c.scrollHeight - c.scrollTop - c.clientHeight < 80 || turns.some((t) => t.id === reveal);
     const ids = new Set(turns.map((t) => t.id));
     for (const [id, view] of this.views) {
       if (!ids.has(id)) {

@@ -5,6 +5,8 @@
 // so the history load only fills in the others.
 
 import { api } from "./api.js";
+import { duration } from "./dom.js";
+import { ModeSwitch } from "./mode.js";
 import { emptyTurn, fromServer, reduce, Status } from "./state.js";
 
 const LOCK_KEY = "gadget.lock";
@@ -14,8 +16,8 @@ const AGENT_EVENTS = ["agent:thinking", "agent:response", "agent:tool-call", "ag
 export class ChatSession {
   /**
    * @param {object} hooks  render(turns), changed() (lock / current turn / mode changed),
-   *   status(text), log(...args), alert(text), droneState(state), modeChanged(mode),
-   *   turnStarted(turn)
+   *   status(text), log(...args), alert(text, tone), droneState(state), modeChanged(mode),
+   *   mode() (the locked drone's workspace mode as last reported), turnStarted(turn)
    */
   constructor(hooks) {
     this.hooks = hooks;
@@ -28,6 +30,9 @@ export class ChatSession {
     this.pending = []; // live events that came before their turn was known
     this.locking = null; // {chatSession} while a lock request waits (chatSession null: a new one)
     this.wanted = null; // a session to re-open as soon as its drone is back online
+    this.modes = new ModeSwitch(hooks);
+    this.startedAt = new Map(); // turnId → when this page saw it start (for its duration)
+    this.reveal = null; // a turn just sent, to scroll into view at the next render
     this.frame = 0;
     this.handlers = this.eventTable();
   }
@@ -58,35 +63,50 @@ export class ChatSession {
 
   /**
    * Lock `drone` for `project` and show the session: `chatSession` null starts a new one.
-   * Returns true on success.
+   * Returns true on success. A refusal while another session is open leaves that session
+   * as it was (the hub refuses before it changes anything).
    */
   async open(drone, project, chatSession, { quiet = false } = {}) {
     if (!this.socket?.connected) {
       this.hooks.alert("Not connected to the hub yet; try again in a moment.");
       return false;
     }
+    const previous = this.lock;
+    const what = chatSession ? "the session" : "a new session";
     this.locking = { chatSession };
     if (!quiet) this.wanted = null;
     this.hooks.changed();
     const epoch = ++this.epoch;
-    if (!chatSession || chatSession !== this.lock?.chatSession) this.reset();
+    // A resumed session's snapshot may beat the ack: make room for it now. A new session
+    // has no turns yet, so the one on screen stays until the hub says yes.
+    if (chatSession && chatSession !== previous?.chatSession) this.reset();
+    let back = null;
     try {
       const [ok, value] = await this.socket.request(
         "requestSessionLock", { _id: drone }, { _id: project }, chatSession ? { _id: chatSession } : null,
       );
       if (!ok) {
+        const reason = value || "refused by the hub";
+        if (previous && !quiet) {
+          this.hooks.alert(`Could not open ${what}: ${reason}`);
+          this.hooks.status(`Could not open ${what} (${reason}); still in the session you had open.`);
+          if (chatSession && chatSession !== previous.chatSession) back = previous; // its turns were cleared
+          return false;
+        }
         this.forget();
         if (!quiet) {
-          this.hooks.alert(`Could not open the session: ${value || "refused by the hub"}`);
+          this.hooks.alert(`Could not open ${what}: ${reason}`);
+          this.hooks.status(`Could not open ${what}.`);
           return false;
         }
         // Coming back (reload, reconnect): show the history and retry when the drone is back.
         this.wanted = { drone, project, chatSession };
         localStorage.setItem(LOCK_KEY, JSON.stringify(this.wanted)); // a reload keeps trying
-        this.hooks.status(`Could not re-open the session (${value || "refused"}); it re-opens when the drone is back.`);
+        this.hooks.status(`Could not re-open the session (${reason}); it re-opens when the drone is back.`);
         await this.loadHistory(epoch, chatSession);
         return false;
       }
+      if (value !== previous?.chatSession && !chatSession) this.reset();
       this.lock = { drone, project, chatSession: value };
       this.pending = []; // anything queued came from the session we left
       localStorage.setItem(LOCK_KEY, JSON.stringify(this.lock));
@@ -99,6 +119,8 @@ export class ChatSession {
     } finally {
       this.locking = null;
       this.hooks.changed();
+      // Still locked for the previous session: take it again, which replays its state.
+      if (back) await this.open(back.drone, back.project, back.chatSession, { quiet: true });
     }
   }
 
@@ -138,6 +160,7 @@ export class ChatSession {
     this.turns.clear();
     this.touched.clear();
     this.pending = [];
+    this.startedAt.clear();
     this.currentTurnId = null;
     this.schedule();
   }
@@ -170,6 +193,8 @@ export class ChatSession {
       if (!this.turns.has(value)) {
         this.turns.set(value, { ...emptyTurn(value, this.lock.chatSession), prompt, createdAt: new Date().toISOString() });
       }
+      if (!this.startedAt.has(value)) this.startedAt.set(value, Date.now());
+      this.reveal = value;
       this.touch(value);
       if (this.turns.get(value).status === Status.PROCESSING) this.setCurrent(value);
       this.schedule();
@@ -191,8 +216,10 @@ export class ChatSession {
     }
   }
 
+  /** Ask the drone for a workspace mode (its answer or refusal goes to the status line). */
   setMode(mode) {
-    this.socket?.send("requestWorkspaceMode", mode);
+    if (this.lock) return this.modes.request(this.socket, mode);
+    return Promise.resolve();
   }
 
   /** Dispatch one hub→IDE event. */
@@ -206,7 +233,10 @@ export class ChatSession {
     const table = {
       status: (message) => this.hooks.status(String(message ?? "")),
       log: (...args) => this.hooks.log(...args),
-      workspaceModeChanged: (mode) => this.hooks.modeChanged(mode),
+      workspaceModeChanged: (mode) => {
+        this.hooks.modeChanged(mode);
+        this.modes.answered(mode);
+      },
       droneState: (state) => {
         this.checkLock(state);
         this.retryWanted(state);
@@ -249,8 +279,9 @@ export class ChatSession {
 
   /** Whether a turn belongs to the session shown (or being locked: a snapshot may beat the ack). */
   ours(json) {
-    const session = this.locking ? this.locking.chatSession : this.lock?.chatSession;
-    return Boolean(json && session && (!json.chatSession || json.chatSession === session));
+    if (!json) return false;
+    const sessions = [this.locking?.chatSession, this.lock?.chatSession].filter(Boolean);
+    return sessions.length > 0 && (!json.chatSession || sessions.includes(json.chatSession));
   }
 
   touch(turnId) {
@@ -270,6 +301,7 @@ export class ChatSession {
     this.hooks.turnStarted(json);
     const known = this.turns.get(json._id);
     this.turns.set(json._id, known ? reduce(known, { type: "turnStarted", turn: json }) : fromServer(json));
+    if (!this.startedAt.has(json._id)) this.startedAt.set(json._id, Date.now());
     this.touch(json._id);
     if (this.turns.get(json._id).status === Status.PROCESSING) this.setCurrent(json._id);
     this.schedule();
@@ -298,15 +330,33 @@ export class ChatSession {
 
   complete(turnId, success, message) {
     const id = turnId || this.currentTurnId;
-    const turn = this.turns.get(id);
+    let turn = this.turns.get(id);
     if (turn) {
-      this.turns.set(id, reduce(turn, { type: "workOrderComplete", success, message }));
+      turn = reduce(turn, { type: "workOrderComplete", success, message, durationMs: this.elapsed(turn) });
+      this.turns.set(id, turn);
       this.touch(id);
     }
     if (id === this.currentTurnId) this.currentTurnId = null;
-    this.hooks.status(success ? "Turn finished." : `Turn failed: ${message || "unknown error"}`);
+    const took = duration(turn?.durationMs);
+    const after = took ? ` after ${took}` : "";
+    if (success) this.hooks.status(took ? `Turn finished in ${took}.` : "Turn finished.");
+    else if (turn?.cancelled) this.hooks.status(`Turn cancelled${after}.`);
+    else this.hooks.status(`Turn failed${after}: ${message || "unknown error"}`);
     this.schedule();
     this.hooks.changed();
+  }
+
+  /** How long `turn` has run: since this page saw it start, else since the hub created it. */
+  elapsed(turn) {
+    const start = this.startedAt.get(turn.id) ?? Date.parse(turn.createdAt);
+    return Number.isFinite(start) ? Math.max(0, Date.now() - start) : null;
+  }
+
+  /** The turn to scroll into view at this render, once. */
+  takeReveal() {
+    const id = this.reveal;
+    this.reveal = null;
+    return id;
   }
 
   /** Turns in display order (oldest first). */
@@ -323,7 +373,7 @@ export class ChatSession {
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
-      this.hooks.render(this.ordered());
+      this.hooks.render(this.ordered(), this.takeReveal());
     });
   }
 }

@@ -2,7 +2,7 @@
 // registration and the past sessions of the selected project.
 
 import { api } from "./api.js";
-import { $, h, replaceChildren, when } from "./dom.js";
+import { $, h, moment, replaceChildren, when } from "./dom.js";
 
 const SELECTION_KEY = "gadget.selection";
 
@@ -30,6 +30,7 @@ export class Sidebar {
     this.drones = new Map();
     this.sessions = [];
     this.activeSession = null;
+    this.busy = ""; // why other sessions cannot be opened now ("" when they can)
     this.loaded = false; // true once projects, drones and sessions came in
     const saved = loadSelection();
     this.droneId = saved.drone || null;
@@ -100,9 +101,19 @@ export class Sidebar {
       this.loadDrones().then(() => this.hooks.changed(), (err) => this.hooks.alert(err.message));
       return;
     }
-    this.drones.set(state._id, { ...drone, ...state });
+    const next = { ...drone, ...state };
+    // A hub that does not send lastSeen yet: the drone was last seen when it went away, now.
+    if (drone.online && state.online === false && !state.lastSeen) next.lastSeen = new Date().toISOString();
+    this.drones.set(state._id, next);
     this.renderDrones();
     this.hooks.changed();
+  }
+
+  /** Disable opening other sessions, saying why (`reason` "" enables them again). */
+  setBusy(reason) {
+    if (reason === this.busy) return;
+    this.busy = reason;
+    this.renderSessions();
   }
 
   /** Mark the open session in the list (reloading the list once if it is new). */
@@ -148,13 +159,14 @@ export class Sidebar {
   }
 
   droneItem(d) {
-    const me = this.hooks.me();
-    const lock = d.lockedBy
-      ? (d.lockedBy._id === me?._id ? "locked by you" : `locked by ${d.lockedBy.username}`)
-      : "free";
     return h(
       "li.drone",
-      { dataset: { droneId: d._id, online: String(Boolean(d.online)), mode: d.workspaceMode || "idle" } },
+      {
+        dataset: {
+          droneId: d._id, online: String(Boolean(d.online)), mode: d.workspaceMode || "idle",
+          lastSeen: d.lastSeen || null, sandbox: d.sandbox || null,
+        },
+      },
       h("button.drone-pick", {
         type: "button",
         "aria-pressed": String(d._id === this.droneId),
@@ -163,16 +175,30 @@ export class Sidebar {
       h("span.dot", { "aria-hidden": "true" }),
       h("span.drone-name", null, d.name),
       h("span.sr-only", null, d.online ? " (online)" : " (offline)")),
-      h("span.drone-meta.muted", null,
-        [d.hostname, d.online ? null : d.lastSeen ? `seen ${when(d.lastSeen)}` : "never seen"].filter(Boolean).join(" · ")),
-      h("span.drone-state", null,
-        h("span.chip.mode", { title: "Workspace mode" }, d.workspaceMode || "idle"), " ",
-        h("span.lock-holder", null, lock)),
+      h("span.drone-meta.muted", null, [d.hostname, d.online ? null : offlineText(d)].filter(Boolean).join(" · ")),
+      this.stateLine(d),
       this.modelLine(d),
+      warnings(d),
       h("span.drone-actions", null,
         d.online ? h("button.small", { type: "button", onclick: () => this.terminate(d) }, "Stop") : null,
         h("button.small.danger", { type: "button", onclick: () => this.remove(d) }, "Remove")),
     );
+  }
+
+  /** Mode and lock holder while online; offline, only a lock the hub keeps for its turn or IDE. */
+  stateLine(d) {
+    const me = this.hooks.me();
+    const mine = d.lockedBy && d.lockedBy._id === me?._id;
+    const holder = d.lockedBy ? (mine ? "you" : d.lockedBy.username) : null;
+    if (!d.online) {
+      return holder ? h("span.drone-state", null, h("span.lock-holder", null, `lock kept for ${holder}`)) : null;
+    }
+    return h("span.drone-state", null,
+      h("span.chip.mode", { title: "Workspace mode" }, d.workspaceMode || "idle"), " ",
+      h("span.lock-holder", null, holder ? `locked by ${holder}` : "free"),
+      d.sandbox === "none"
+        ? h("span.chip.warn.sandbox-chip", { title: "The agent's commands run without a sandbox (bubblewrap is missing)" }, "no sandbox")
+        : null);
   }
 
   /** The drone's model, and how to configure one when it does not answer. */
@@ -182,19 +208,27 @@ export class Sidebar {
     return h("span.drone-model.model-warning", { role: "note" }, `⚠ ${d.model.error || `no model answers at ${d.model.baseUrl}`}`);
   }
 
+  /** Past sessions worth resuming: those with a prompt (a title), and the open one. */
+  get listed() {
+    return this.sessions.filter((s) => s.title || s._id === this.activeSession);
+  }
+
   renderSessions() {
     const list = $("session-list");
-    if (!this.sessions.length) {
+    const shown = this.listed;
+    if (!shown.length) {
       replaceChildren(list, h("li.muted", null, this.projectId ? "No sessions yet." : "Pick a project."));
       return;
     }
-    replaceChildren(list, this.sessions.map((s) => h(
+    replaceChildren(list, shown.map((s) => h(
       "li",
       null,
       h("button.session-pick", {
         type: "button",
         dataset: { sessionId: s._id },
         "aria-current": s._id === this.activeSession ? "true" : null,
+        disabled: Boolean(this.busy) && s._id !== this.activeSession,
+        title: this.busy && s._id !== this.activeSession ? this.busy : null,
         onclick: () => this.hooks.resume(s._id),
       },
       h("span.session-name", null, s.title || "Untitled session"),
@@ -265,4 +299,20 @@ export class Sidebar {
       this.hooks.alert(`Could not remove the drone: ${err.message}`);
     }
   }
+}
+
+/** "offline · last seen 14:03:07" (when the drone went away, or "never seen"). */
+function offlineText(d) {
+  return d.lastSeen ? `offline · last seen ${moment(d.lastSeen)}` : "offline · never seen";
+}
+
+/** What the hub warns about a drone: another process took its id over. */
+function warnings(d) {
+  const c = d.conflict;
+  if (!c) return null;
+  const who = [c.hostname && `on ${c.hostname}`, c.pid != null && `pid ${c.pid}`].filter(Boolean).join(", ");
+  const at = c.at ? ` at ${moment(c.at)}` : "";
+  return h("span.drone-warning.drone-conflict", { role: "note" },
+    `⚠ Another process with this drone's id${who ? ` (${who})` : ""} replaced it${at}. `
+    + "Run each drone id in one place only.");
 }

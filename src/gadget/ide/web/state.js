@@ -6,8 +6,9 @@
 // shared). So a snapshot + the deltas after it gives the same turn as streaming the
 // whole thing live, and the renderer can skip any block whose object is unchanged.
 //
-// Turn = {id, chatSession, prompt, status, errorMessage, retries, attempt, createdAt,
-//         blocks: Block[], tools: {[callId]: Tool}}
+// Turn = {id, chatSession, prompt, status, errorMessage, cancelled, durationMs, retries,
+//         attempt, createdAt, blocks: Block[], tools: {[callId]: Tool}}
+//   (a cancelled turn keeps status "error" as on the wire; `cancelled` tells it apart)
 // Block = {kind: "text", mode: "thinking"|"responding", text, attempt}
 //       | {kind: "tool", callId, attempt}
 // Tool = {callId, name, parameters, response, subagent, done, agent: Agent|null}
@@ -38,9 +39,26 @@ function newAgent() {
 /** A turn known only by its id (live events that came before its prompt). */
 export function emptyTurn(id, chatSession = null) {
   return {
-    id, chatSession, prompt: "", status: Status.PROCESSING, errorMessage: null,
-    retries: 0, attempt: 1, createdAt: null, blocks: [], tools: {},
+    id, chatSession, prompt: "", status: Status.PROCESSING, errorMessage: null, cancelled: false,
+    durationMs: null, retries: 0, attempt: 1, createdAt: null, blocks: [], tools: {},
   };
+}
+
+/**
+ * Whether an ended turn was cancelled: the hub's `cancelled` flag, or (hubs that do not
+ * send it yet) the drone's and hub's "cancelled…" error message.
+ */
+export function wasCancelled(status, errorMessage, flag) {
+  if (status !== Status.ERROR) return false;
+  if (typeof flag === "boolean") return flag;
+  return /^cancelled\b/i.test(errorMessage || "");
+}
+
+/** How long a stored, ended turn took (its last update minus its creation), or null. */
+function storedDuration(json) {
+  if (!json.status || json.status === Status.PROCESSING) return null;
+  const ms = Date.parse(json.updatedAt) - Date.parse(json.createdAt);
+  return Number.isFinite(ms) && ms >= 0 ? ms : null;
 }
 
 /** Normalize a turn JSON (REST, `turnStarted`, `turnSnapshot`) into the client model. */
@@ -50,6 +68,8 @@ export function fromServer(json) {
     prompt: json.prompt ?? "",
     status: json.status ?? Status.PROCESSING,
     errorMessage: json.errorMessage ?? null,
+    cancelled: wasCancelled(json.status, json.errorMessage, json.cancelled),
+    durationMs: storedDuration(json),
     retries: json.retries ?? 0,
     createdAt: json.createdAt ?? null,
   };
@@ -112,12 +132,14 @@ function withAgentStreams(turn, running) {
 /** `turnStarted` for a turn we may already know: update its header, keep its blocks. */
 function started(turn, json) {
   const retries = json.retries ?? turn.retries;
+  const status = json.status ?? Status.PROCESSING;
   return {
     ...turn,
     chatSession: json.chatSession ?? turn.chatSession,
     prompt: json.prompt ?? turn.prompt,
-    status: json.status ?? Status.PROCESSING,
+    status,
     errorMessage: json.errorMessage ?? null,
+    cancelled: wasCancelled(status, json.errorMessage, json.cancelled),
     createdAt: json.createdAt ?? turn.createdAt,
     retries,
     attempt: Math.max(turn.attempt, retries + 1),
@@ -194,11 +216,15 @@ function agentEvent(turn, name, data) {
   return withTool(turn, tool);
 }
 
-function complete(turn, { success, message }) {
+function complete(turn, { success, message, durationMs }) {
+  const status = success ? Status.FINISHED : Status.ERROR;
+  const errorMessage = success ? null : message || turn.errorMessage || "The turn failed.";
   return {
     ...turn,
-    status: success ? Status.FINISHED : Status.ERROR,
-    errorMessage: success ? null : message || turn.errorMessage || "The turn failed.",
+    status,
+    errorMessage,
+    cancelled: wasCancelled(status, errorMessage),
+    durationMs: durationMs ?? turn.durationMs,
   };
 }
 
@@ -215,7 +241,7 @@ const REDUCERS = {
  * @param {object} turn  a turn from fromServer/emptyTurn/reduce
  * @param {{type: string}} event  `{type: "thinking", content}`, `{type: "toolCall", callId, name,
  *   params, response}`, `{type: "agent:tool-call", data}`, `{type: "workOrderComplete", success,
- *   message}`, `{type: "turnStarted", turn}`
+ *   message, durationMs?}`, `{type: "turnStarted", turn}`
  */
 export function reduce(turn, event) {
   if (event.type in AGENT_REDUCERS) return agentEvent(turn, event.type, event.data || {});
