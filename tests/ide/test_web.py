@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,12 @@ async def test_prompt_streams_thinking_tools_and_markdown(
             await expect(turn.locator(".block-responding strong")).to_have_text("add")
             keyword = turn.locator(".block-responding pre code.hljs .hljs-keyword").first
             await expect(keyword).to_have_text("def")
-            await shot(page, "finished-turn")  # the drone still online: docs/screenshot.png
+            await expect(page.locator("#status-line")).to_have_text(
+                re.compile(r"^Turn finished in ")
+            )
+            # docs/screenshot.png, with the drone still online and the whole turn in view.
+            await page.set_viewport_size({"width": 1280, "height": 1000})
+            await shot(page, "finished-turn")
     # The live view and the stored turn agree.
     thinking = await turn.locator(".thinking-text").all_text_contents()
     assert thinking == stored_text(stored, "thinking")

@@ -54,9 +54,11 @@ async def test_workspace_menu_offers_idle_and_user_and_shows_refusals(
                 " o.disabled = false; o.hidden = false; }"
             )
             await page.select_option("#mode-select", "agent")
-            refusal = "The drone stayed in idle mode: agent mode starts with a work order."
+            refusal = re.compile(
+                r"^Workspace mode unchanged \(idle\): .*agent mode starts with a work order\.$"
+            )
             await expect(page.locator("#status-line")).to_have_text(refusal)
-            await expect(page.locator("#alerts .alert")).to_contain_text(refusal)
+            await expect(page.locator("#alerts .alert span")).to_have_text(refusal)
             await expect(page.locator("#mode-select")).to_have_value("idle")
             # While a turn runs, agent mode is shown as the drone's state, not as a choice.
             await send(page, "work")

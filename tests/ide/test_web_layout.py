@@ -148,3 +148,28 @@ async def test_offline_drone_card_says_when_it_went_away(
                 await shot(page, "offline-drone")
             await page.reload()
             await expect(card).to_have_attribute("data-online", "false")
+
+
+async def test_drone_card_warns_when_commands_run_without_a_sandbox(
+    page: Page, hub: HubHarness, ws: Path
+) -> None:
+    async with ScriptedLLM() as llm:
+        s = await new_session(hub, llm, ws)
+    await sign_in(page, hub)
+    card = drone_card(page, s)
+    for sandbox in ("none", "bwrap"):
+        # A drone socket that reports its sandbox at connect, as the drone does.
+        drone = await hub.connect(
+            {"registrationId": s.drone_id, "key": s.settings.drone_key, "sandbox": sandbox}
+        )
+        await expect(card).to_have_attribute("data-online", "true")
+        await expect(card).to_have_attribute("data-sandbox", sandbox)
+        chip = card.locator(".sandbox-chip")
+        if sandbox == "none":
+            await expect(chip).to_have_text("no sandbox")
+            await expect(chip).to_have_attribute("title", re.compile("without a sandbox"))
+            await shot(page, "no-sandbox")
+        else:
+            await expect(chip).to_have_count(0)
+        await drone.close()
+        await expect(card).to_have_attribute("data-online", "false")

@@ -49,7 +49,8 @@ export class ModeSwitch {
   }
 
   refused(reason) {
-    const text = `The drone stayed in ${this.hooks.mode() || "its"} mode: ${reason || "it refused the switch"}.`;
+    const now = this.hooks.mode();
+    const text = `Workspace mode unchanged${now ? ` (${now})` : ""}: ${reason || "the drone refused the switch"}.`;
     this.hooks.alert(text, "warn");
     this.hooks.status(text);
     this.hooks.changed();
