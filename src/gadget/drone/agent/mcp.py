@@ -106,7 +106,9 @@ class _Server:
             self.error = await asyncio.to_thread(self._explain, exc)
         if self.error is not None:
             logger.error("MCP server %s is not available: %s", self.name, self.error)
-            await self.close()
+            self._stop.set()
+            self._task.cancel()  # still connecting: no graceful stop to wait for
+            await asyncio.wait({self._task})
 
     async def _serve(self, ready: asyncio.Future[None]) -> None:
         try:
