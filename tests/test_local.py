@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -68,44 +71,97 @@ async def eventually(check: Callable[[], bool], timeout: float) -> bool:
     return check()
 
 
-async def start_up(tmp_path: Path) -> tuple[asyncio.subprocess.Process, str, str]:
-    """`gadget up` in its own session (as from a terminal): (process, url, banner)."""
-    workspace = tmp_path / "myproject"
-    workspace.mkdir(exist_ok=True)
-    port = free_port()
-    env = {
+def gadget_command() -> list[str]:
+    """The installed `gadget` console script (as a person runs it), else `python -m gadget.cli`."""
+    script = Path(sys.executable).with_name("gadget")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "gadget.cli"]
+
+
+def up_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
         **os.environ,
         "GADGET_HOME": str(tmp_path / "home"),
         "GADGET_LLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
+        **extra,
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gadget.cli", "up", "--port", str(port),
-        cwd=workspace, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+
+
+async def launch_up(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, apart: bool = False
+) -> asyncio.subprocess.Process:
+    """`gadget up ARGS` in tmp_path/myproject, in its own session (as from a terminal).
+
+    stderr goes with stdout unless `apart`.
+    """
+    workspace = tmp_path / "myproject"
+    workspace.mkdir(exist_ok=True)
+    return await asyncio.create_subprocess_exec(
+        *gadget_command(), "up", *args,
+        cwd=workspace, env=env or up_env(tmp_path), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE if apart else asyncio.subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
+
+
+async def start_up(
+    tmp_path: Path, env: dict[str, str] | None = None, apart: bool = False
+) -> tuple[asyncio.subprocess.Process, str, str]:
+    """`gadget up` on a free port, once its banner is out: (process, url, banner)."""
+    port = free_port()
+    proc = await launch_up(tmp_path, "--port", str(port), env=env, apart=apart)
     assert proc.stdout is not None
     banner = await read_until(proc.stdout, r"Ctrl-C stops")
     return proc, f"http://127.0.0.1:{port}", banner
 
 
-async def wait_drone_online(http: httpx.AsyncClient, headers: dict[str, str]) -> None:
-    async with asyncio.timeout(20):
+async def wait_drone_online(
+    http: httpx.AsyncClient, headers: dict[str, str], online: bool = True
+) -> None:
+    async with asyncio.timeout(30):
         while True:
             drones = (await http.get("/api/drones", headers=headers)).json()
-            if drones and drones[0]["online"]:
+            if drones and drones[0]["online"] is online:
                 return
             await asyncio.sleep(0.2)
 
 
-async def stop(proc: asyncio.subprocess.Process) -> str:
+async def log_in(http: httpx.AsyncClient, banner: str) -> dict[str, str]:
+    """Authorization headers of the user whose credentials the first banner showed."""
+    creds = re.search(r"log in as (\S+) with password (\S+)", banner)
+    assert creds, banner
+    login = await http.post("/api/auth/login", json={"username": creds[1], "password": creds[2]})
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['token']}"}
+
+
+def the_drone(proc: asyncio.subprocess.Process) -> int:
+    """The pid of the one drone below `gadget up`."""
+    (pid,) = descendants(proc.pid)
+    return pid
+
+
+async def stop(proc: asyncio.subprocess.Process, expect: int = 0) -> str:
     """Ctrl-C as a terminal sends it (to the whole foreground group); the rest of the output."""
-    os.killpg(proc.pid, signal.SIGINT)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
     assert proc.stdout is not None
     async with asyncio.timeout(30):
         rest = (await proc.stdout.read()).decode()
         code = await proc.wait()
-    assert code == 0, rest
+    assert code == expect, rest
     return rest
+
+
+@contextlib.asynccontextmanager
+async def killed_at_exit(proc: asyncio.subprocess.Process) -> AsyncIterator[None]:
+    """Kill `proc`'s whole session if the test ends with it still running."""
+    try:
+        yield
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
 
 
 async def test_up_serves_the_ide_with_a_local_drone_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -129,6 +185,8 @@ async def test_up_serves_the_ide_with_a_local_drone_and_stops_on_ctrl_c(tmp_path
         assert family, "the drone should run as a child process"
         rest = await stop(proc)
         assert "again" not in rest, rest  # the drone was stopped once, gracefully
+        # No library chatter on the console (httpx's request lines, uvicorn's banners).
+        assert "HTTP Request" not in banner + rest and "uvicorn" not in banner + rest, rest
         await asyncio.sleep(0.2)
         assert not [p for p in family if alive(p)], "a process outlived gadget up"
     finally:
@@ -169,3 +227,86 @@ async def test_a_killed_up_takes_its_drone_with_it(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_up_restarts_a_drone_that_dies_and_says_why(tmp_path: Path) -> None:
+    proc, url, banner = await start_up(tmp_path)
+    async with killed_at_exit(proc), httpx.AsyncClient(base_url=url, timeout=10) as http:
+        headers = await log_in(http, banner)
+        await wait_drone_online(http, headers)
+        first = the_drone(proc)
+        os.kill(first, signal.SIGKILL)
+        assert proc.stdout is not None
+        said = await read_until(proc.stdout, "restarting it in")
+        assert "the drone was killed by SIGKILL; restarting it in 1s. Its last lines:" in said
+        await read_until(proc.stdout, r"\n    .*connected to the hub")  # its stderr's tail
+        await wait_drone_online(http, headers, online=False)
+        await wait_drone_online(http, headers)
+        assert the_drone(proc) != first
+        await stop(proc)
+
+
+async def test_up_stops_with_the_message_of_a_drone_that_cannot_start(tmp_path: Path) -> None:
+    proc, url, banner = await start_up(tmp_path)
+    async with killed_at_exit(proc), httpx.AsyncClient(base_url=url, timeout=10) as http:
+        await wait_drone_online(http, await log_in(http, banner))
+        shutil.rmtree(tmp_path / "myproject")  # the folder goes away under the drone
+        os.kill(the_drone(proc), signal.SIGKILL)
+        assert proc.stdout is not None
+        async with asyncio.timeout(60):
+            rest = (await proc.stdout.read()).decode()
+            assert await proc.wait() == 1, rest
+    assert (
+        f"the drone cannot start: the workspace {tmp_path / 'myproject'} does not exist" in rest
+    ), rest
+    assert "Traceback" not in rest, rest
+
+
+async def test_up_refuses_a_missing_workspace_before_registering_anything(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    for args, expected in (
+        (("--workspace", str(missing)), f"gadget up: the workspace {missing} does not exist"),
+        (("--workspace", __file__), f"gadget up: the workspace {__file__} is not a folder"),
+    ):
+        proc = await launch_up(tmp_path, "--port", str(free_port()), *args)
+        async with killed_at_exit(proc):
+            assert proc.stdout is not None
+            out = (await proc.stdout.read()).decode()
+            assert await proc.wait() == 1
+        assert out.splitlines() == [out.splitlines()[0]] and out.startswith(expected), out
+    assert not (tmp_path / "home").exists()  # no database, no user, no drone
+
+
+async def test_up_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await launch_up(tmp_path, "--port", str(port))
+        async with killed_at_exit(proc):
+            assert proc.stdout is not None
+            out = (await proc.stdout.read()).decode()
+            assert await proc.wait() == 1
+    assert out == f"gadget up: port {port} is in use: try --port\n"
+
+
+async def test_up_logs_json_lines_with_the_drone_and_user_ids(tmp_path: Path) -> None:
+    env = up_env(tmp_path, GADGET_LOG_FORMAT="json")
+    proc, url, banner = await start_up(tmp_path, env=env, apart=True)
+    assert proc.stderr is not None
+    errors = asyncio.create_task(proc.stderr.read())
+    async with killed_at_exit(proc), httpx.AsyncClient(base_url=url, timeout=10) as http:
+        headers = await log_in(http, banner)
+        await wait_drone_online(http, headers)
+        user_id = (await http.get("/api/auth/me", headers=headers)).json()["_id"]
+        drone_id = (await http.get("/api/drones", headers=headers)).json()[0]["_id"]
+        os.kill(the_drone(proc), signal.SIGKILL)
+        await wait_drone_online(http, headers, online=False)
+        await wait_drone_online(http, headers)
+        await stop(proc)
+    entries = [json.loads(line) for line in (await errors).decode().splitlines()]
+    restarts = [e for e in entries if "restarting it in" in e["message"]]
+    assert len(restarts) == 1 and restarts[0]["logger"] == "gadget.supervisor"
+    assert (restarts[0]["drone"], restarts[0]["user"]) == (drone_id, user_id)
+    drone_lines = [e for e in entries if e["logger"].startswith("gadget.drone")]
+    assert drone_lines and all(e["drone"] == drone_id for e in drone_lines)

@@ -1,4 +1,8 @@
-"""`gadget up`: a hub, a local user and a drone for the current directory; one Ctrl-C stops all."""
+"""`gadget up`: a hub, a local user and a drone for the current directory; one Ctrl-C stops all.
+
+Its state, `$GADGET_HOME/local.json` (mode 0600), holds the local user's name and generated
+password and, keyed by workspace path, each workspace's drone id and key.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,15 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from gadget.config import DroneSettings, Settings
+from gadget.exceptions import CommandError
+from gadget.logs import log_context
 from gadget.runtime import run
+from gadget.supervisor import DroneSupervisor, Outcome
 
 if TYPE_CHECKING:
     from gadget.hub.app import Hub
@@ -28,9 +34,7 @@ def add_up_parser(subparsers: Any) -> None:
     up = subparsers.add_parser("up", help="hub + local drone + web IDE for the current directory")
     up.add_argument("--port", type=int, help="hub port (default 8420)")
     up.add_argument("--home", help="data directory (GADGET_HOME, default ~/.gadget)")
-    up.add_argument(
-        "--workspace", type=Path, default=Path.cwd(), help="default: the current directory"
-    )
+    up.add_argument("--workspace", type=Path, help="the folder to work on (default: this one)")
     up.set_defaults(func=_up_command)
 
 
@@ -40,15 +44,38 @@ def _up_command(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.home is not None:
         overrides["home"] = args.home
-    return run(up(Settings(**overrides), args.workspace.resolve()))
+    try:
+        workspace = (args.workspace or Path.cwd()).resolve()
+    except FileNotFoundError:  # the shell's folder was deleted under it
+        print("gadget up: the current folder no longer exists; cd to one", file=sys.stderr)
+        return 1
+    return run(up(Settings(**overrides), workspace))
+
+
+def workspace_problem(workspace: Path) -> str | None:
+    """Why a drone could not serve `workspace` (checked before anything is registered)."""
+    if not workspace.exists():
+        return f"the workspace {workspace} does not exist; create it or pass --workspace"
+    if not workspace.is_dir():
+        return f"the workspace {workspace} is not a folder; pass --workspace with a folder"
+    if not os.access(workspace, os.R_OK | os.X_OK):
+        return f"the workspace {workspace} cannot be read by this user; fix its permissions"
+    return None
 
 
 def _load_state(home: Path) -> dict[str, Any]:
+    """`$GADGET_HOME/local.json`: the local user and each workspace's drone."""
     path = home / STATE_FILE
     if not path.exists():
         return {"drones": {}}
-    state: dict[str, Any] = json.loads(path.read_text())
-    state.setdefault("drones", {})
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CommandError(
+            f"cannot read {path}: {exc}; fix it or move it away (a new drone is registered then)"
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.setdefault("drones", {}), dict):
+        raise CommandError(f"{path}: expected a JSON object with a 'drones' object")
     return state
 
 
@@ -62,13 +89,27 @@ def _save_state(home: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-async def _ensure_user(hub: Hub, state: dict[str, Any]) -> tuple[str, str, str, bool]:
-    """(user id, username, password, created now) of the local user."""
+def forget_password(home: Path, username: str) -> bool:
+    """Drop the saved password of `gadget up`'s user `username` (it was changed); whether it was."""
+    try:
+        state = _load_state(home)
+    except CommandError:
+        return False
     saved = state.get("user")
-    if saved:
+    if not isinstance(saved, dict) or saved.get("username") != username or "password" not in saved:
+        return False
+    del saved["password"]
+    _save_state(home, state)
+    return True
+
+
+async def _ensure_user(hub: Hub, state: dict[str, Any]) -> tuple[str, str, str | None, bool]:
+    """(user id, username, saved password if any, created now) of the local user."""
+    saved = state.get("user")
+    if isinstance(saved, dict) and isinstance(saved.get("username"), str):
         user = await hub.store.user_by_name(saved["username"])
         if user is not None:
-            return user.id, saved["username"], saved["password"], False
+            return user.id, saved["username"], saved.get("password"), False
     username = os.environ.get("USER") or "local"
     if not username.replace("_", "").replace("-", "").isalnum():
         username = "local"
@@ -105,20 +146,22 @@ async def _ensure_project(hub: Hub, user_id: str, workspace: Path) -> None:
         await hub.store.create_project(user_id, name, f"the folder {workspace}")
 
 
-def _start_drone(url: str, drone_id: str, key: str, workspace: Path) -> subprocess.Popen[bytes]:
+def drone_supervisor(url: str, drone_id: str, key: str, workspace: Path) -> DroneSupervisor:
+    """The supervisor of this workspace's drone: `gadget drone` as a child process."""
     env = {
         **os.environ,
         "GADGET_HUB_URL": url,
         "GADGET_DRONE_ID": drone_id,
         "GADGET_DRONE_KEY": key,
+        "GADGET_WORKSPACE": str(workspace),
     }
-    env["GADGET_WORKSPACE"] = str(workspace)
-    # Its own session: a terminal's Ctrl-C reaches only `gadget up`, which stops the drone once.
-    return subprocess.Popen(
+    return DroneSupervisor(
         [sys.executable, "-m", "gadget.cli", "drone"],
-        env=env,
-        start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        env,
+        drone_id=drone_id,
+        cwd=str(workspace),
+        check=lambda: workspace_problem(workspace),
+        preexec=_die_with_parent if sys.platform == "linux" else None,
     )
 
 
@@ -130,65 +173,105 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-async def _model_hint() -> str | None:
+async def _model_hint(workspace: Path) -> str | None:
     """How to configure a model when the configured one does not answer."""
     from gadget.drone.probe import probe_model
 
-    model = await probe_model(DroneSettings())
+    model = await probe_model(DroneSettings(workspace=workspace))
     return None if model["reachable"] else f"{model['error']} (see docs/drone.md)"
 
 
-async def _stop_drone(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        for _ in range(100):
-            if proc.poll() is not None:
-                return
-            await asyncio.sleep(0.1)
-        proc.kill()
-    await asyncio.to_thread(proc.wait)
-
-
 async def up(settings: Settings, workspace: Path) -> int:
-    """Serve hub + drone until SIGINT/SIGTERM; the exit code."""
-    from gadget.hub.server import Server, start, uvicorn_config  # the hub loads only when `up` runs
-
-    config = uvicorn_config(settings)
-    server = Server(config)
-    serving = await start(server)
-    if not server.started:
-        print(
-            f"gadget up: the hub could not start on port {settings.port} (in use? try --port)",
-            file=sys.stderr,
-        )
+    """Serve hub + drone until SIGINT/SIGTERM (or the drone cannot start); the exit code."""
+    try:
+        return await _up(settings, workspace)
+    except CommandError as exc:
+        print(f"gadget up: {exc}", file=sys.stderr)
         return 1
-    hub: Hub = cast(Any, config.app).hub
+
+
+async def _up(settings: Settings, workspace: Path) -> int:
+    # Everything that can be refused is checked before the hub is built or anything registered.
+    if problem := workspace_problem(workspace):
+        raise CommandError(problem)
     state = _load_state(settings.home)
+    from gadget.hub.exceptions import HubError  # the hub loads only when `up` runs
+    from gadget.hub.server import Server, listen, start, uvicorn_config
+
+    try:
+        sock = listen(settings.host, settings.port)
+    except HubError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        server = Server(uvicorn_config(settings))
+        serving = await start(server, [sock])
+        if not server.started:
+            serving.result()  # raises why it stopped
+    except (HubError, OSError) as exc:  # e.g. GADGET_HOME cannot be written
+        sock.close()
+        raise CommandError(str(exc)) from None
+    hub: Hub = cast(Any, server.config.app).hub
+    try:
+        return await _serve_workspace(hub, state, settings, workspace, serving)
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def _serve_workspace(
+    hub: Hub,
+    state: dict[str, Any],
+    settings: Settings,
+    workspace: Path,
+    serving: asyncio.Task[None],
+) -> int:
+    """Register what this workspace needs, run its drone, wait for a signal; the exit code."""
     user_id, username, password, created = await _ensure_user(hub, state)
     drone_id, key = await _ensure_drone(hub, state, user_id, workspace)
     await _ensure_project(hub, user_id, workspace)
     _save_state(settings.home, state)
     url = f"http://{settings.host}:{settings.port}"
-    drone = _start_drone(url, drone_id, key, workspace)
-    _print_banner(url, username, password, created, settings.home, workspace)
-    if hint := await _model_hint():
-        print(f"  note: {hint}", flush=True)
+    supervisor = drone_supervisor(url, drone_id, key, workspace)
+    with log_context(drone=drone_id, user=user_id):  # the supervisor's task copies the ids
+        watching = asyncio.create_task(supervisor.run(), name="drone supervisor")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait({waiter, serving}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        _print_banner(url, username, password, created, settings.home, workspace)
+        if hint := await _model_hint(workspace):
+            print(f"  note: {hint}", flush=True)
+        return await _until_the_end(waiter, serving, watching)
+    finally:
+        await supervisor.stop(watching)
+        waiter.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _until_the_end(
+    signalled: asyncio.Task[Any], serving: asyncio.Task[None], watching: asyncio.Task[Outcome]
+) -> int:
+    """Wait for Ctrl-C, the hub's end or a drone that cannot start; the exit code.
+
+    A drone that was replaced or terminated is not restarted, and the hub keeps serving.
+    """
+    pending: set[asyncio.Task[Any]] = {signalled, serving, watching}
+    while signalled in pending and serving in pending:
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if watching not in pending and watching.result() is Outcome.CANNOT_START:
+            return 1
+    if serving not in pending:
+        print("gadget up: the hub stopped on its own; stopping the drone", file=sys.stderr)
+        return 1
     print("\nstopping…", flush=True)
-    await _stop_drone(drone)
-    server.should_exit = True
-    await serving
-    waiter.cancel()
     return 0
 
 
 def _print_banner(
-    url: str, username: str, password: str, created: bool, home: Path, workspace: Path
+    url: str, username: str, password: str | None, created: bool, home: Path, workspace: Path
 ) -> None:
     print(f"\nGadget Code is up: open {url}/", flush=True)
     print(f"  workspace: {workspace}")
@@ -196,6 +279,10 @@ def _print_banner(
         print(
             f"  log in as {username} with password {password}  (shown once; kept in {home / STATE_FILE})"
         )
-    else:
+    elif password:
         print(f"  log in as {username} (password in {home / STATE_FILE})")
+    else:
+        print(
+            f"  log in as {username} with your password (`gadget user passwd {username}` sets one)"
+        )
     print("  Ctrl-C stops the hub and the drone.", flush=True)

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import ValidationError
 
 from gadget.config import DroneSettings
 from gadget.drone.exceptions import DroneError, RegistrationError
+from gadget.logs import LogSettings, log_context, setup_logging
 
 if TYPE_CHECKING:
     from gadget.drone.client import Drone
@@ -100,12 +102,15 @@ def _register_command(args: argparse.Namespace) -> int:
 
 
 def _configure_logging() -> None:
+    """`python -m gadget.drone` has no `gadget` main to set logging up (GADGET_LOG_*)."""
     if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=os.environ.get("GADGET_LOG_LEVEL", "INFO").upper(),
-            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        try:
+            setup_logging()
+        except ValidationError as exc:
+            from gadget.cli import settings_error
+
+            setup_logging(LogSettings.model_construct())
+            logger.warning("ignored %s (logging as text, INFO)", settings_error(exc))
 
 
 def run_drone(settings: DroneSettings) -> int:
@@ -128,13 +133,15 @@ async def serve(settings: DroneSettings) -> int:
 
     drone = Drone(settings)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _on_signal, drone, sig)
-    try:
-        return await drone.run()
-    finally:
+    # Every record of this process names the drone (signal handlers copy the context too).
+    with log_context(drone=settings.drone_id):
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+            loop.add_signal_handler(sig, _on_signal, drone, sig)
+        try:
+            return await drone.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
 
 def _on_signal(drone: Drone, sig: signal.Signals) -> None:

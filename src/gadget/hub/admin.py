@@ -1,22 +1,89 @@
-"""Administrative actions run outside a serving hub (`gadget user add`)."""
+"""Administrative actions run outside a serving hub (`gadget user add|list|passwd|remove`)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
 from gadget.config import Settings
 from gadget.hub.auth import Auth
+from gadget.hub.exceptions import HubError, NotFound
 from gadget.hub.users import Users
 from gadget.store.database import make_engine, migrate
 from gadget.store.repository import Store
+from gadget.store.tables import User
 
 
-async def add_user(settings: Settings, username: str, password: str) -> str:
-    """Create a user in the configured database (migrating it first); returns its id."""
+@dataclass(frozen=True)
+class UserInfo:
+    """What `gadget user list` shows of a user."""
+
+    id: str
+    username: str
+    created_at: datetime
+
+
+@asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[Store]:
+    """The configured database, migrated to the newest schema, closed at the end."""
     url = settings.resolved_database_url()
     await migrate(url)
     store = Store(make_engine(url))
     try:
-        auth = Auth(settings.resolved_secret_key(), settings.token_ttl_s)
-        user = await Users(store, auth).create(username, password)
-        return user.id
+        yield store
     finally:
         await store.close()
+
+
+def _auth(settings: Settings) -> Auth:
+    return Auth(settings.resolved_secret_key(), settings.token_ttl_s)
+
+
+async def _user(store: Store, username: str) -> User:
+    user = await store.user_by_name(username)
+    if user is None:
+        raise NotFound(f"no user named {username!r} (see `gadget user list`)")
+    return user
+
+
+async def add_user(settings: Settings, username: str, password: str) -> str:
+    """Create a user in the configured database (migrating it first); returns its id."""
+    async with _store(settings) as store:
+        user = await Users(store, _auth(settings)).create(username, password)
+        return user.id
+
+
+async def list_users(settings: Settings) -> list[UserInfo]:
+    """Every user of the configured database, by name."""
+    async with _store(settings) as store:
+        return [UserInfo(u.id, u.username, u.created_at) for u in await store.list_users()]
+
+
+async def set_password(settings: Settings, username: str, password: str) -> None:
+    """Give `username` a new password.
+
+    Raises:
+        NotFound: no such user.
+        HubError: an empty password.
+    """
+    if not password:
+        raise HubError("password: expected a non-empty password")
+    async with _store(settings) as store:
+        user = await _user(store, username)
+        # argon2 takes tens of milliseconds of CPU: off the event loop, like the hub does.
+        password_hash = await asyncio.to_thread(_auth(settings).hash_password, password)
+        await store.set_password_hash(user.id, password_hash)
+
+
+async def remove_user(settings: Settings, username: str) -> None:
+    """Delete `username` with their projects, drones, chat sessions and turns.
+
+    Raises:
+        NotFound: no such user.
+    """
+    async with _store(settings) as store:
+        user = await _user(store, username)
+        await store.delete_user(user.id)

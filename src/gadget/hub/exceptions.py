@@ -5,7 +5,8 @@ HubError
 ├── Forbidden          authenticated but not allowed (403)
 ├── NotFound           unknown id, or another user's (404)
 ├── Conflict           the request clashes with the current state (409)
-└── Refused            a socket request the current state refuses (lock held, busy, offline)
+├── Refused            a socket request the current state refuses (lock held, busy, offline)
+└── AddressInUse       the hub's host and port are taken by another process (at start)
 """
 
 from __future__ import annotations
@@ -45,3 +46,9 @@ class Refused(HubError):
     """A socket request the hub's current state refuses (lock held elsewhere, drone busy)."""
 
     status_code = 409
+
+
+class AddressInUse(HubError):
+    """The hub cannot listen: another process holds its host and port."""
+
+    status_code = 500

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gadget.protocol import BlockMode, BlockOut, ToolCallOut, TurnOut, TurnStatus
@@ -77,6 +77,20 @@ class Store:
         """How many users exist."""
         async with self._session() as s:
             return int(await s.scalar(select(func.count()).select_from(User)) or 0)
+
+    async def list_users(self) -> list[User]:
+        """Every user, by name."""
+        return await self._all(select(User).order_by(User.username))
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Replace a user's password hash."""
+        await self._execute(
+            update(User).where(User.id == user_id).values(password_hash=password_hash)
+        )
+
+    async def delete_user(self, user_id: str) -> None:
+        """Delete a user; the database cascades to their projects, drones, sessions and turns."""
+        await self._execute(delete(User).where(User.id == user_id))
 
     # -- projects --------------------------------------------------------------
     async def create_project(self, owner_id: str, name: str, description: str) -> Project:
