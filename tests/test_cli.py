@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
+import pexpect  # type: ignore[import-untyped]
 
 from tests.harness import HubHarness
 
@@ -90,3 +93,144 @@ async def test_hub_command_serves_with_settings_from_flags(tmp_path: Path) -> No
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def gadget_in(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`gadget ARGS` against `home`, with `stdin` as its input (not a terminal)."""
+    env = {
+        **os.environ,
+        "GADGET_HOME": str(home),
+        "GADGET_SECRET_KEY": "test-secret-key-0123456789abcdef0123456789",
+    }
+    env.pop("GADGET_PASSWORD", None)
+    return subprocess.run(
+        [sys.executable, "-m", "gadget.cli", *args],
+        env=env, input=stdin or "", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+async def test_user_list_passwd_and_remove(
+    tmp_path: Path, hub_factory: Callable[..., AbstractAsyncContextManager[HubHarness]]
+) -> None:
+    home = tmp_path / "home"
+    empty = gadget_in(home, "user", "list")
+    assert empty.returncode == 0 and "no users yet" in empty.stdout
+    for name in ("bob", "alice"):
+        assert gadget_in(home, "user", "add", name, "--password", "old-pw").returncode == 0
+    listed = gadget_in(home, "user", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["alice", "bob"]  # by name, with id and creation time
+    assert all(len(r[1]) == 32 and r[2] == "created" and r[-1] == "UTC" for r in rows)
+
+    changed = gadget_in(home, "user", "passwd", "alice", "--password", "new-pw")
+    assert changed.returncode == 0 and "changed the password of alice" in changed.stdout
+    async with hub_factory() as hub:
+        token = await hub.signup("carol")  # carol owns something, to see it go with her
+        await hub.create_drone(token)
+        await hub.create_project(token)
+        for password, status in (("new-pw", 200), ("old-pw", 401)):
+            r = await hub.http.post(
+                "/api/auth/login", json={"username": "alice", "password": password}
+            )
+            assert r.status_code == status, (password, r.text)
+
+    refused = gadget_in(home, "user", "remove", "carol")  # no --yes and no terminal
+    assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    declined = gadget_in(home, "user", "remove", "carol", stdin="n\n")
+    assert declined.returncode == 2  # stdin is not a terminal: still refused
+    removed = gadget_in(home, "user", "remove", "carol", "--yes")
+    assert removed.returncode == 0, removed.stderr
+    assert "removed user carol and all their projects, drones and chat sessions" in removed.stdout
+    assert [line.split()[0] for line in gadget_in(home, "user", "list").stdout.splitlines()] == [
+        "alice",
+        "bob",
+    ]
+    async with hub_factory() as hub:
+        r = await hub.http.post("/api/auth/login", json={"username": "carol", "password": "pw"})
+        assert r.status_code == 401
+        assert await hub.hub.store.list_drones(token_owner(hub, token)) == []
+
+
+def token_owner(hub: HubHarness, token: str) -> str:
+    return hub.hub.auth.user_id_from_token(token)
+
+
+def test_user_commands_name_an_unknown_user_clearly(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    for args in (("passwd", "ghost", "--password", "x"), ("remove", "ghost", "--yes")):
+        done = gadget_in(home, "user", *args)
+        assert done.returncode == 1, done
+        assert done.stderr == (
+            f"gadget user {args[0]}: no user named 'ghost' (see `gadget user list`)\n"
+        )
+    empty = gadget_in(home, "user", "passwd", "ghost", "--password", "")
+    assert empty.returncode != 0 and "Traceback" not in empty.stderr
+
+
+def test_passwd_forgets_the_password_gadget_up_kept(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert gadget_in(home, "user", "add", "me", "--password", "generated").returncode == 0
+    state = {"user": {"username": "me", "password": "generated"}, "drones": {}}
+    (home / "local.json").write_text(json.dumps(state))
+    done = gadget_in(home, "user", "passwd", "me", "--password", "mine")
+    assert done.returncode == 0 and "no longer shows the old one" in done.stdout
+    assert json.loads((home / "local.json").read_text())["user"] == {"username": "me"}
+
+
+async def test_hub_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = await asyncio.to_thread(gadget_in, tmp_path / "home", "hub", "--port", str(port))
+    assert done.returncode == 1
+    assert done.stdout == "" and done.stderr == f"gadget hub: port {port} is in use: try --port\n"
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    env_before = os.environ.get("GADGET_PORT")
+    os.environ["GADGET_PORT"] = "eighty"
+    try:
+        done = gadget_in(tmp_path / "home", "hub")
+    finally:
+        if env_before is None:
+            del os.environ["GADGET_PORT"]
+        else:
+            os.environ["GADGET_PORT"] = env_before
+    assert done.returncode == 2
+    assert done.stderr.startswith("gadget: GADGET_PORT='eighty': Input should be a valid integer")
+    assert len(done.stderr.splitlines()) == 1
+
+
+def in_terminal(home: Path, *args: str, answers: list[tuple[str, str]]) -> tuple[int, str]:
+    """`gadget ARGS` in a pseudo-terminal, answering each prompt: (exit code, all it printed)."""
+    env = {**os.environ, "GADGET_HOME": str(home), "GADGET_SECRET_KEY": "k" * 40}
+    env.pop("GADGET_PASSWORD", None)
+    child = pexpect.spawn(
+        sys.executable, ["-m", "gadget.cli", *args], env=env, encoding="utf-8", timeout=60
+    )
+    for prompt, answer in answers:
+        child.expect_exact(prompt)
+        child.sendline(answer)
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus, child.before or ""
+
+
+def test_passwd_asks_twice_and_remove_asks_first_in_a_terminal(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert gadget_in(home, "user", "add", "dora", "--password", "pw1").returncode == 0
+    code, out = in_terminal(
+        home, "user", "passwd", "dora", answers=[("password for dora: ", "a"), ("again: ", "b")]
+    )
+    assert code == 2 and "passwords differ" in out
+    code, out = in_terminal(
+        home, "user", "passwd", "dora", answers=[("password for dora: ", "pw2"), ("again: ", "pw2")]
+    )
+    assert code == 0 and "changed the password of dora" in out
+    question = "remove user dora and all their projects, drones and chat sessions? [y/N] "
+    code, out = in_terminal(home, "user", "remove", "dora", answers=[(question, "")])
+    assert code == 1 and "nothing removed" in out
+    code, out = in_terminal(home, "user", "remove", "dora", answers=[(question, "y")])
+    assert code == 0 and "removed user dora" in out

@@ -62,10 +62,15 @@ def cmd_hub(args: argparse.Namespace) -> int:
 
 
 def _new_password(args: argparse.Namespace) -> str | None:
-    """--password, else GADGET_PASSWORD, else asked twice (None when the two differ)."""
-    password: str | None = args.password or os.environ.get("GADGET_PASSWORD")
-    if password:
+    """--password, else GADGET_PASSWORD, else asked twice on the terminal (None: not given)."""
+    password: str | None = args.password
+    if password is None:
+        password = os.environ.get("GADGET_PASSWORD")
+    if password is not None:
         return password
+    if not sys.stdin.isatty():
+        print("no terminal to ask for the password: pass --password", file=sys.stderr)
+        return None
     password = getpass.getpass(f"password for {args.name}: ")
     if password != getpass.getpass("again: "):
         print("passwords differ", file=sys.stderr)
