@@ -30,8 +30,18 @@ class Settings(BaseSettings):
     flush_bytes: int = Field(default=16 * 1024, gt=0)
     #: Seconds the hub waits for a drone to acknowledge a work order.
     work_order_ack_timeout_s: float = Field(default=30.0, gt=0)
-    #: Optional Redis URL for several hub nodes (python-socketio's AsyncRedisManager).
+    #: Optional Redis URL for several hub nodes (python-socketio's AsyncRedisManager,
+    #: and the failed-login counts every node shares).
     redis_url: str | None = None
+    #: Failed logins of one username, and from one client address, within the window
+    #: after which `POST /api/auth/login` answers 429 until the window ends.
+    login_max_failures: int = Field(default=10, ge=1)
+    login_max_failures_per_address: int = Field(default=100, ge=1)
+    login_window_s: int = Field(default=300, ge=1, le=86_400)
+    #: Threads that hash and check passwords (argon2 uses 4 lanes each), off the event loop.
+    password_workers: int = Field(default=2, ge=1, le=32)
+    #: Most drones one user may register.
+    max_drones_per_user: int = Field(default=10_000, ge=1)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to an SQLite file in `home`."""

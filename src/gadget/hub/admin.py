@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from datetime import datetime
 from gadget.config import Settings
 from gadget.hub.auth import Auth
 from gadget.hub.exceptions import HubError, NotFound
+from gadget.hub.limits import MemoryThrottle
 from gadget.hub.users import Users
 from gadget.store.database import make_engine, migrate
 from gadget.store.repository import Store
@@ -38,8 +38,14 @@ async def _store(settings: Settings) -> AsyncIterator[Store]:
         await store.close()
 
 
-def _auth(settings: Settings) -> Auth:
-    return Auth(settings.resolved_secret_key(), settings.token_ttl_s)
+@asynccontextmanager
+async def _auth(settings: Settings) -> AsyncIterator[Auth]:
+    """The hub's credentials, with password threads of their own (stopped at the end)."""
+    auth = Auth(settings.resolved_secret_key(), settings.token_ttl_s, settings.password_workers)
+    try:
+        yield auth
+    finally:
+        auth.close()
 
 
 async def _user(store: Store, username: str) -> User:
@@ -51,8 +57,10 @@ async def _user(store: Store, username: str) -> User:
 
 async def add_user(settings: Settings, username: str, password: str) -> str:
     """Create a user in the configured database (migrating it first); returns its id."""
-    async with _store(settings) as store:
-        user = await Users(store, _auth(settings)).create(username, password)
+    async with _store(settings) as store, _auth(settings) as auth:
+        # Creating a user counts no logins: a throttle in memory, never shared.
+        throttle = MemoryThrottle(1, 1, settings.login_window_s)
+        user = await Users(store, auth, throttle).create(username, password)
         return user.id
 
 
@@ -71,10 +79,9 @@ async def set_password(settings: Settings, username: str, password: str) -> None
     """
     if not password:
         raise HubError("password: expected a non-empty password")
-    async with _store(settings) as store:
+    async with _store(settings) as store, _auth(settings) as auth:
         user = await _user(store, username)
-        # argon2 takes tens of milliseconds of CPU: off the event loop, like the hub does.
-        password_hash = await asyncio.to_thread(_auth(settings).hash_password, password)
+        password_hash = await auth.hash_password(password)  # in a password thread
         await store.set_password_hash(user.id, password_hash)
 
 

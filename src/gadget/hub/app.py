@@ -22,6 +22,7 @@ from gadget.hub.api import auth, chats, deps, drones, errors, projects
 from gadget.hub.auth import Auth
 from gadget.hub.bus import Bus
 from gadget.hub.core import Core
+from gadget.hub.limits import login_throttle
 from gadget.hub.logs import install_frame_filter
 from gadget.hub.recorder import Recorder
 from gadget.hub.recovery import Recovery
@@ -72,6 +73,8 @@ class Hub:
         self.ready = False
         await self.recorder.close()
         await self.tasks.close()
+        await self.users.close()
+        self.auth.close()
         await self.store.close()
 
 
@@ -88,7 +91,7 @@ def build_hub(settings: Settings) -> Hub:
         client_manager=manager,
     )
     store = Store(make_engine(settings.resolved_database_url()))
-    authn = Auth(settings.resolved_secret_key(), settings.token_ttl_s)
+    authn = Auth(settings.resolved_secret_key(), settings.token_ttl_s, settings.password_workers)
     router, bus, tasks = Router(), Bus(sio), Tasks()
     recorder = Recorder(store, settings.flush_interval_ms, settings.flush_bytes)
     core = Core(settings, store, router, recorder, bus, tasks)
@@ -100,7 +103,7 @@ def build_hub(settings: Settings) -> Hub:
         ide=IdeHandlers(router, sessions, turns).table(),
         drone=DroneHandlers(router, bus, recorder, turns, sessions, recovery).table(),
     )
-    users = Users(store, authn)
+    users = Users(store, authn, login_throttle(settings))
     return Hub(
         settings, sio, store, authn, users, router, recorder, tasks, turns, sessions, recovery
     )

@@ -1,11 +1,24 @@
-"""Credentials: password hashing (argon2), JWTs for IDEs, keys for drones."""
+"""Credentials: password hashing (argon2), JWTs for IDEs, keys for drones.
+
+argon2 costs tens of ms of CPU per hash (4 lanes, 64 MiB): it runs in a small pool
+of its own threads, never on the event loop, and on Linux those threads run at a
+lower scheduling priority, so a storm of logins queues behind the streams instead
+of competing with them (docs/security.md, bench/login_storm).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import os
 import secrets
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -13,27 +26,68 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from gadget.hub.exceptions import AuthError
 
+_T = TypeVar("_T")
+
 _ALGORITHM = "HS256"
+#: Niceness of the password threads (0 is normal, 19 the lowest priority).
+_PASSWORD_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Run this pool thread (and the argon2 lane threads it starts) at a lower priority."""
+    # Linux only: there setpriority() on a thread id affects that thread alone;
+    # elsewhere the same call would renice the whole process (or another one).
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _PASSWORD_NICENESS)
 
 
 class Auth:
     """Issues and checks every credential of the hub."""
 
-    def __init__(self, secret_key: str, token_ttl_s: int) -> None:
+    def __init__(self, secret_key: str, token_ttl_s: int, password_workers: int = 2) -> None:
         self._secret = secret_key
         self._ttl = timedelta(seconds=token_ttl_s)
         self._hasher = PasswordHasher()
+        self._workers = password_workers
+        self._pool: ThreadPoolExecutor | None = None
+        #: A hash of no one's password, checked for unknown usernames (same cost as a user's).
+        self._decoy: str | None = None
 
-    def hash_password(self, password: str) -> str:
-        """An argon2 hash of `password`."""
-        return self._hasher.hash(password)
+    async def _in_pool(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._pool is None:  # created on first use: nothing starts in __init__
+            self._pool = ThreadPoolExecutor(
+                self._workers, thread_name_prefix="argon2", initializer=_lower_priority
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def check_password(self, password_hash: str, password: str) -> bool:
-        """Whether `password` matches `password_hash`."""
+    async def hash_password(self, password: str) -> str:
+        """An argon2 hash of `password` (computed in a password thread)."""
+        return await self._in_pool(self._hasher.hash, password)
+
+    async def check_password(self, password_hash: str | None, password: str) -> bool:
+        """Whether `password` matches `password_hash` (checked in a password thread).
+
+        With no hash (an unknown username) a decoy hash is checked instead, so the
+        answer takes as long as for a real user and does not tell which names exist.
+        """
+        if password_hash is None:
+            if self._decoy is None:
+                self._decoy = await self.hash_password(secrets.token_urlsafe(16))
+            await self._in_pool(self._verify, self._decoy, password)
+            return False
+        return await self._in_pool(self._verify, password_hash, password)
+
+    def _verify(self, password_hash: str, password: str) -> bool:
         try:
             return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
+
+    def close(self) -> None:
+        """Stop the password threads (checks still queued are cancelled)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def issue_token(self, user_id: str) -> str:
         """A signed JWT naming `user_id`, valid for the configured lifetime."""

@@ -5,6 +5,7 @@ HubError
 ├── Forbidden          authenticated but not allowed (403)
 ├── NotFound           unknown id, or another user's (404)
 ├── Conflict           the request clashes with the current state (409)
+├── RateLimited        too many attempts; retry after some seconds (429)
 ├── Refused            a socket request the current state refuses (lock held, busy, offline)
 └── AddressInUse       the hub's host and port are taken by another process (at start)
 """
@@ -40,6 +41,16 @@ class Conflict(HubError):
     """The request clashes with what exists (a taken username)."""
 
     status_code = 409
+
+
+class RateLimited(HubError):
+    """Too many attempts of one kind (failed logins); `retry_after_s` says when to try again."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Refused(HubError):

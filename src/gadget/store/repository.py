@@ -129,6 +129,12 @@ class Store:
         )
         return await self._all(stmt)
 
+    async def count_drones(self, owner_id: str) -> int:
+        """How many drones `owner_id` has registered."""
+        stmt = select(func.count()).select_from(DroneRegistration)
+        async with self._session() as s:
+            return int(await s.scalar(stmt.where(DroneRegistration.owner_id == owner_id)) or 0)
+
     async def get_drone(self, drone_id: str) -> DroneRegistration | None:
         """The drone registration with this id, if any (callers check ownership)."""
         row: DroneRegistration | None = await self._get(DroneRegistration, drone_id)

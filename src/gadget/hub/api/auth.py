@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, StringConstraints
 
 from gadget.hub.api.deps import HubDep, UserDep
-from gadget.hub.exceptions import AuthError, Forbidden
+from gadget.hub.api.schemas import LoginOut, UserOut, refusals
+from gadget.hub.exceptions import Forbidden
 from gadget.hub.views import user_json
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -26,7 +27,12 @@ class Credentials(BaseModel):
     password: Password
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=LoginOut,
+    responses=refusals(403, 409),
+)
 async def register(body: Credentials, hub: HubDep) -> dict[str, Any]:
     """Create a user (only when signup is open or no user exists yet) and log it in."""
     if not hub.settings.allow_signup and await hub.store.count_users() > 0:
@@ -35,16 +41,15 @@ async def register(body: Credentials, hub: HubDep) -> dict[str, Any]:
     return {"token": hub.auth.issue_token(user.id), "user": user_json(user)}
 
 
-@router.post("/login")
-async def login(body: Credentials, hub: HubDep) -> dict[str, Any]:
-    """Exchange a username and password for a token."""
-    user = await hub.store.user_by_name(body.username)
-    if user is None or not hub.auth.check_password(user.password_hash, body.password):
-        raise AuthError("wrong username or password")
+@router.post("/login", response_model=LoginOut, responses=refusals(401, 429))
+async def login(body: Credentials, request: Request, hub: HubDep) -> dict[str, Any]:
+    """Exchange a username and password for a token (429 after too many failures)."""
+    address = request.client.host if request.client else None
+    user = await hub.users.login(body.username, body.password, address)
     return {"token": hub.auth.issue_token(user.id), "user": user_json(user)}
 
 
-@router.get("/me")
+@router.get("/me", response_model=UserOut, responses=refusals(401))
 async def me(user: UserDep) -> dict[str, Any]:
     """The logged-in user."""
     return user_json(user)

@@ -7,22 +7,29 @@ from typing import Any
 from fastapi import APIRouter
 
 from gadget.hub.api.deps import HubDep, UserDep
+from gadget.hub.api.schemas import ChatSessionOut, PathId, QueryId, refusals
 from gadget.hub.exceptions import NotFound
 from gadget.hub.views import chat_session_json
+from gadget.protocol import TurnOut
 
 router = APIRouter(prefix="/api", tags=["chat"])
 
 
-@router.get("/chat-sessions")
+@router.get("/chat-sessions", response_model=list[ChatSessionOut], responses=refusals(401))
 async def list_chat_sessions(
-    user: UserDep, hub: HubDep, project: str | None = None
+    user: UserDep, hub: HubDep, project: QueryId = None
 ) -> list[dict[str, Any]]:
     """The user's chat sessions (of one project when `?project=ID`), newest first."""
     return [chat_session_json(c) for c in await hub.store.list_chat_sessions(user.id, project)]
 
 
-@router.get("/chat-sessions/{chat_session_id}/turns")
-async def list_turns(chat_session_id: str, user: UserDep, hub: HubDep) -> list[dict[str, Any]]:
+@router.get(
+    "/chat-sessions/{chat_session_id}/turns",
+    response_model=list[TurnOut],
+    response_model_exclude_none=True,
+    responses=refusals(401, 404),
+)
+async def list_turns(chat_session_id: PathId, user: UserDep, hub: HubDep) -> list[dict[str, Any]]:
     """Every turn of a chat session, oldest first (a live turn includes unwritten text)."""
     chat = await hub.store.get_chat_session(chat_session_id)
     if chat is None or chat.user_id != user.id:
@@ -31,8 +38,13 @@ async def list_turns(chat_session_id: str, user: UserDep, hub: HubDep) -> list[d
     return [(hub.turns.snapshot(t.id) or t).wire() for t in turns]
 
 
-@router.get("/turns/{turn_id}")
-async def get_turn(turn_id: str, user: UserDep, hub: HubDep) -> dict[str, Any]:
+@router.get(
+    "/turns/{turn_id}",
+    response_model=TurnOut,
+    response_model_exclude_none=True,
+    responses=refusals(401, 404),
+)
+async def get_turn(turn_id: PathId, user: UserDep, hub: HubDep) -> dict[str, Any]:
     """One turn (live when it is being recorded)."""
     turn = await hub.turns.turn_json(turn_id)
     if turn is None or turn["user"] != user.id:

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, StringConstraints
 
 from gadget.hub.api.deps import HubDep, UserDep
+from gadget.hub.api.schemas import DroneOut, NewDroneOut, PathId, TerminateOut, refusals
 from gadget.hub.auth import Auth
-from gadget.hub.exceptions import NotFound
+from gadget.hub.exceptions import Conflict, NotFound
 from gadget.hub.routing import DroneLink
 from gadget.hub.views import drone_json
 from gadget.store.tables import DroneRegistration
@@ -38,22 +39,37 @@ async def _own(drone_id: str, user_id: str, hub: HubDep) -> DroneRegistration:
     return drone
 
 
-@router.get("")
+@router.get("", response_model=list[DroneOut], responses=refusals(401))
 async def list_drones(user: UserDep, hub: HubDep) -> list[dict[str, Any]]:
     """The user's drones with online state, workspace mode and lock holder."""
     return [_with_state(d, hub) for d in await hub.store.list_drones(user.id)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=NewDroneOut,
+    responses=refusals(401, 409),
+)
 async def register_drone(body: NewDrone, user: UserDep, hub: HubDep) -> dict[str, Any]:
-    """Register a drone; the key is in this answer only (it is stored hashed)."""
+    """Register a drone; the key is in this answer only (it is stored hashed).
+
+    409 once the user owns `GADGET_MAX_DRONES_PER_USER` drones.
+    """
+    cap = hub.settings.max_drones_per_user
+    # Two registrations racing at the cap may both pass: the cap bounds abuse, not billing.
+    if await hub.store.count_drones(user.id) >= cap:
+        raise Conflict(
+            f"you have {cap} drones, the most this hub allows (GADGET_MAX_DRONES_PER_USER): "
+            "delete one first (DELETE /api/drones/{id})"
+        )
     key, key_hash = Auth.new_drone_key()
     drone = await hub.store.create_drone(user.id, body.name, body.hostname, key_hash)
     return {"registration": drone_json(drone), "key": key}
 
 
-@router.delete("/{drone_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_drone(drone_id: str, user: UserDep, hub: HubDep) -> Response:
+@router.delete("/{drone_id}", status_code=status.HTTP_204_NO_CONTENT, responses=refusals(401, 404))
+async def delete_drone(drone_id: PathId, user: UserDep, hub: HubDep) -> Response:
     """Forget a drone: it can no longer connect (a connected socket is closed)."""
     await _own(drone_id, user.id, hub)
     await hub.store.delete_drone(drone_id)
@@ -63,7 +79,7 @@ async def delete_drone(drone_id: str, user: UserDep, hub: HubDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{drone_id}/terminate")
-async def terminate_drone(drone_id: str, user: UserDep, hub: HubDep) -> dict[str, Any]:
+@router.post("/{drone_id}/terminate", response_model=TerminateOut, responses=refusals(401, 404))
+async def terminate_drone(drone_id: PathId, user: UserDep, hub: HubDep) -> dict[str, Any]:
     """Ask a connected drone to stop: `{"success": bool}`."""
     return {"success": await hub.sessions.terminate(user.id, drone_id)}

@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from gadget.hub.exceptions import AuthError, HubError
+from gadget.hub.exceptions import AuthError, HubError, RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +15,11 @@ logger = logging.getLogger(__name__)
 async def _hub_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HubError)
     logger.info("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+    headers: dict[str, str] | None = None
+    if isinstance(exc, AuthError):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, StringConstraints
 
 from gadget.hub.api.deps import HubDep, UserDep
+from gadget.hub.api.schemas import ProjectOut, refusals
 from gadget.hub.views import project_json
 
 router = APIRouter(prefix="/api/projects", tags=["projects"])
@@ -20,13 +21,18 @@ class NewProject(BaseModel):
     description: Annotated[str, StringConstraints(max_length=10_000)] = ""
 
 
-@router.get("")
+@router.get("", response_model=list[ProjectOut], responses=refusals(401))
 async def list_projects(user: UserDep, hub: HubDep) -> list[dict[str, Any]]:
     """The user's projects, oldest first."""
     return [project_json(p) for p in await hub.store.list_projects(user.id)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProjectOut,
+    responses=refusals(401),
+)
 async def create_project(body: NewProject, user: UserDep, hub: HubDep) -> dict[str, Any]:
     """Create a project owned by the user."""
     return project_json(await hub.store.create_project(user.id, body.name, body.description))
