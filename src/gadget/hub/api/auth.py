@@ -7,12 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, StringConstraints
 
-from gadget.hub.api.deps import HubDep, UserDep
-from gadget.hub.api.schemas import LoginOut, UserOut, refusals
+from gadget.hub.api.deps import QUERY_CHECK, HubDep, UserDep
+from gadget.hub.api.schemas import MAX_BODY, LoginOut, UserOut, refusals
 from gadget.hub.exceptions import Forbidden
 from gadget.hub.views import user_json
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(
+    prefix="/api/auth", tags=["auth"], max_body_size=MAX_BODY, dependencies=QUERY_CHECK
+)
 
 Username = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
@@ -31,7 +33,7 @@ class Credentials(BaseModel):
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=LoginOut,
-    responses=refusals(403, 409),
+    responses=refusals(403, 409, body=True),
 )
 async def register(body: Credentials, hub: HubDep) -> dict[str, Any]:
     """Create a user (only when signup is open or no user exists yet) and log it in."""
@@ -41,7 +43,7 @@ async def register(body: Credentials, hub: HubDep) -> dict[str, Any]:
     return {"token": hub.auth.issue_token(user.id), "user": user_json(user)}
 
 
-@router.post("/login", response_model=LoginOut, responses=refusals(401, 429))
+@router.post("/login", response_model=LoginOut, responses=refusals(401, 429, body=True))
 async def login(body: Credentials, request: Request, hub: HubDep) -> dict[str, Any]:
     """Exchange a username and password for a token (429 after too many failures)."""
     address = request.client.host if request.client else None

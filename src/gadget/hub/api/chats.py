@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from gadget.hub.api.deps import HubDep, UserDep
-from gadget.hub.api.schemas import ChatSessionOut, PathId, QueryId, refusals
+from gadget.hub.api.deps import QUERY_CHECK, HubDep, UserDep
+from gadget.hub.api.schemas import MAX_BODY, ChatSessionOut, PathId, QueryId, refusals
 from gadget.hub.exceptions import NotFound
 from gadget.hub.views import chat_session_json
 from gadget.protocol import TurnOut
 
-router = APIRouter(prefix="/api", tags=["chat"])
+router = APIRouter(prefix="/api", tags=["chat"], max_body_size=MAX_BODY, dependencies=QUERY_CHECK)
 
 
 @router.get("/chat-sessions", response_model=list[ChatSessionOut], responses=refusals(401))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gadget.hub.exceptions import AuthError
+from gadget.hub.exceptions import AuthError, HubError
 from gadget.store.tables import User
 
 if TYPE_CHECKING:
@@ -44,3 +44,29 @@ async def current_user(
 
 
 UserDep = Annotated[User, Depends(current_user)]
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route (and its dependencies) declares."""
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query(request: Request) -> None:
+    """Refuse a query parameter the route does not take (a typo would otherwise be ignored).
+
+    Raises:
+        HubError: an undeclared query parameter (400).
+    """
+    route = request.scope.get("route")
+    allowed = _query_names(route.dependant) if route is not None else set()
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        expected = ", ".join(sorted(allowed)) or "none"
+        raise HubError(f"unknown query parameter {unknown[0][:64]!r}: expected {expected}")
+
+
+#: The routers' dependencies: every route refuses unknown query parameters.
+QUERY_CHECK = [Depends(known_query)]

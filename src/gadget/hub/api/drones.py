@@ -7,15 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, StringConstraints
 
-from gadget.hub.api.deps import HubDep, UserDep
-from gadget.hub.api.schemas import DroneOut, NewDroneOut, PathId, TerminateOut, refusals
+from gadget.hub.api.deps import QUERY_CHECK, HubDep, UserDep
+from gadget.hub.api.schemas import MAX_BODY, DroneOut, NewDroneOut, PathId, TerminateOut, refusals
 from gadget.hub.auth import Auth
 from gadget.hub.exceptions import Conflict, NotFound
 from gadget.hub.routing import DroneLink
 from gadget.hub.views import drone_json
 from gadget.store.tables import DroneRegistration
 
-router = APIRouter(prefix="/api/drones", tags=["drones"])
+router = APIRouter(
+    prefix="/api/drones", tags=["drones"], max_body_size=MAX_BODY, dependencies=QUERY_CHECK
+)
 
 
 class NewDrone(BaseModel):
@@ -49,7 +51,7 @@ async def list_drones(user: UserDep, hub: HubDep) -> list[dict[str, Any]]:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=NewDroneOut,
-    responses=refusals(401, 409),
+    responses=refusals(401, 409, body=True),
 )
 async def register_drone(body: NewDrone, user: UserDep, hub: HubDep) -> dict[str, Any]:
     """Register a drone; the key is in this answer only (it is stored hashed).

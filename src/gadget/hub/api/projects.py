@@ -7,11 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, status
 from pydantic import BaseModel, StringConstraints
 
-from gadget.hub.api.deps import HubDep, UserDep
-from gadget.hub.api.schemas import ProjectOut, refusals
+from gadget.hub.api.deps import QUERY_CHECK, HubDep, UserDep
+from gadget.hub.api.schemas import MAX_BODY, ProjectOut, refusals
 from gadget.hub.views import project_json
 
-router = APIRouter(prefix="/api/projects", tags=["projects"])
+router = APIRouter(
+    prefix="/api/projects", tags=["projects"], max_body_size=MAX_BODY, dependencies=QUERY_CHECK
+)
 
 
 class NewProject(BaseModel):
@@ -31,7 +33,7 @@ async def list_projects(user: UserDep, hub: HubDep) -> list[dict[str, Any]]:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ProjectOut,
-    responses=refusals(401),
+    responses=refusals(401, body=True),
 )
 async def create_project(body: NewProject, user: UserDep, hub: HubDep) -> dict[str, Any]:
     """Create a project owned by the user."""

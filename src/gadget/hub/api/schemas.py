@@ -3,8 +3,9 @@
 Bodies mirror `gadget.hub.views` (the shapes the sockets send too): a field added
 there must be added here, or the route answers 500 and the OpenAPI test fails.
 Only a drone's live state (`routing.DroneLink.view`) may carry more than is listed.
-Every refusal is `{"detail": message}` (`errors.py`); 422 is FastAPI's own
-validation body, `{"detail": [{"loc", "msg", "type"}, ...]}`.
+Every refusal is `{"detail": message}` (`errors.py`) but two: 422 is FastAPI's own
+validation body, `{"detail": [{"loc", "msg", "type"}, ...]}`, and 413 (a body over
+MAX_BODY) is Starlette's plain-text "Content Too Large", sent before any handler runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from gadget.protocol import MAX_ID, ModelInfo, WorkspaceMode
+
+#: Largest request body (bytes) any route accepts: the biggest, a project, is ~10 KiB.
+MAX_BODY = 64 * 1024
 
 #: A stored timestamp, ISO 8601 with its UTC offset.
 Stamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
@@ -113,10 +117,12 @@ class TerminateOut(_Out):
 
 
 _WHY = {
+    400: "A body that is not UTF-8 JSON, or a query parameter the route does not take",
     401: "No, a malformed or an expired `Authorization: Bearer` token, or wrong credentials",
     403: "Not allowed for this user",
     404: "No such object among the user's own (another user's ids are not found either)",
     409: "Clashes with what exists (a taken username, the drone cap reached)",
+    413: f"The body is larger than {MAX_BODY} bytes",
     429: "Too many failed logins: retry after `Retry-After` seconds",
 }
 
@@ -129,11 +135,13 @@ _RETRY_AFTER = {
 }
 
 
-def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` of a route that may refuse with these status codes."""
+def refusals(*codes: int, body: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route that may refuse with these status codes (and a bad body)."""
     out: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
+    for code in (400, *codes, 413) if body else (400, *codes):
         out[code] = {"model": Detail, "description": _WHY[code]}
-        if code == 429:
+        if code == 413:  # Starlette's body limit answers before any handler: plain text
+            out[code] = {"description": _WHY[code], "content": {"text/plain": {}}}
+        elif code == 429:
             out[code]["headers"] = _RETRY_AFTER
     return out
