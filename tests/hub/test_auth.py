@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+import threading
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import httpx
 import pytest
 import socketio
 
@@ -121,3 +125,77 @@ async def test_drone_hostname_is_kept_within_its_column(hub: HubHarness) -> None
     r = await hub.http.get("/api/drones", headers=hub.bearer(token))
     (drone,) = r.json()
     assert drone["online"] is True and drone["hostname"] == "h" * 255
+
+
+# -- abuse limits --------------------------------------------------------------
+async def _login(hub: HubHarness, user: str, password: str, address: str = "") -> httpx.Response:
+    """POST /api/auth/login, as if from `address` (uvicorn trusts X-Forwarded-For from loopback)."""
+    headers = {"X-Forwarded-For": address} if address else {}
+    return await hub.http.post(
+        "/api/auth/login", json={"username": user, "password": password}, headers=headers
+    )
+
+
+async def test_two_typos_then_the_right_password_log_in_with_the_default_limits(
+    hub: HubHarness,
+) -> None:
+    await hub.signup("ann", "right")
+    for _ in range(3):
+        for typo in ("rihgt", "Right"):
+            assert (await _login(hub, "ann", typo)).status_code == 401
+        assert (await _login(hub, "ann", "right")).status_code == 200
+
+
+async def test_logins_are_throttled_per_username_with_retry_after(
+    hub_factory: HubFactory,
+) -> None:
+    async with hub_factory(login_max_failures=3, login_window_s=120) as hub:
+        await hub.signup("ann", "right")
+        await hub.signup("bob", "right")
+        for _ in range(3):
+            assert (await _login(hub, "ann", "wrong")).status_code == 401
+        r = await _login(hub, "ann", "right")  # even the right password, until the window ends
+        assert r.status_code == 429, r.text
+        assert 1 <= int(r.headers["Retry-After"]) <= 120
+        assert r.json()["detail"].startswith("too many failed logins for 'ann': try again in ")
+        assert (await _login(hub, "bob", "right")).status_code == 200
+
+
+async def test_logins_are_throttled_per_client_address(hub_factory: HubFactory) -> None:
+    async with hub_factory(login_max_failures_per_address=3) as hub:
+        await hub.signup("ann", "right")
+        for name in ("a1", "a2", "a3"):  # guessing across usernames from one address
+            assert (await _login(hub, name, "guess", "203.0.113.7")).status_code == 401
+        r = await _login(hub, "ann", "right", "203.0.113.7")
+        assert r.status_code == 429 and "from this address" in r.json()["detail"]
+        assert int(r.headers["Retry-After"]) >= 1
+        assert (await _login(hub, "ann", "right", "198.51.100.2")).status_code == 200
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is Linux's")
+async def test_password_work_runs_in_low_priority_threads_off_the_loop(hub: HubHarness) -> None:
+    auth = hub.hub.auth
+    digest = await auth.hash_password("pw")
+    assert await auth.check_password(digest, "pw") is True
+    assert await auth.check_password(digest, "nope") is False
+    assert await auth.check_password(None, "pw") is False  # unknown user: a decoy is checked
+    workers = [t for t in threading.enumerate() if t.name.startswith("argon2")]
+    assert 1 <= len(workers) <= hub.settings.password_workers
+    for worker in workers:
+        assert worker.native_id is not None
+        assert os.getpriority(os.PRIO_PROCESS, worker.native_id) == 10
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0  # the loop's
+
+
+async def test_drones_per_user_are_capped(hub_factory: HubFactory) -> None:
+    async with hub_factory(max_drones_per_user=2) as hub:
+        ann, bob = await hub.signup("ann"), await hub.signup("bob")
+        first, _ = await hub.create_drone(ann)
+        await hub.create_drone(ann)
+        r = await hub.http.post("/api/drones", json={"name": "d3"}, headers=hub.bearer(ann))
+        assert r.status_code == 409
+        assert "you have 2 drones, the most this hub allows" in r.json()["detail"]
+        await hub.create_drone(bob)  # the cap is per user
+        r = await hub.http.delete(f"/api/drones/{first}", headers=hub.bearer(ann))
+        assert r.status_code == 204
+        await hub.create_drone(ann)
