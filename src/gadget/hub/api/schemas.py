@@ -10,7 +10,7 @@ MAX_BODY) is Starlette's plain-text "Content Too Large", sent before any handler
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -97,6 +97,10 @@ class DroneOut(RegistrationOut):
     chatSession: str | None
     currentTurn: str | None
     model: ModelInfo | None
+    #: How the drone runs the agent's commands, as it reported it.
+    sandbox: Literal["bwrap", "none"] | None = None
+    #: Another process with this drone's id replaced it: {"hostname", "pid", "at"}.
+    conflict: dict[str, Any] | None = None
 
 
 class ChatSessionOut(_Out):
