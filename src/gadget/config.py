@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,11 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{self.home / 'gadget.db'}"
 
+    def ensure_home(self) -> Path:
+        """The data directory, created private (0700) when missing."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.home
+
     def resolved_secret_key(self) -> str:
         """The JWT signing key: the configured one, or one generated once and kept in `home`."""
         if self.secret_key:
@@ -56,7 +62,7 @@ class Settings(BaseSettings):
         path = self.home / "secret_key"
         if path.exists():
             return path.read_text().strip()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.ensure_home()
         key = secrets.token_urlsafe(48)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -72,7 +78,19 @@ class DroneSettings(BaseSettings):
     hub_url: str = "http://127.0.0.1:8420"
     drone_id: str | None = None
     drone_key: str | None = None
+    #: A file holding the drone key (mode 0600), read when no key is given.
+    drone_key_file: Path | None = None
     workspace: Path = Field(default_factory=Path.cwd)
+    #: The hub's data directory on this machine (`GADGET_HOME`), hidden from commands.
+    home: Path = Field(default_factory=lambda: Path.home() / ".gadget")
+    #: Where the agent's commands run: bubblewrap when it works (auto), always, or never.
+    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    #: Whether sandboxed commands may use the network (`GADGET_SANDBOX_NETWORK=off`).
+    sandbox_network: bool = True
+    #: Extra paths shown read-only inside the sandbox, `:`-separated (e.g. `~/.rustup`).
+    sandbox_read_only: str = ""
+    #: The bubblewrap program.
+    sandbox_bwrap: str = "bwrap"
     llm_base_url: str = "http://127.0.0.1:11434/v1"
     llm_model: str = "qwen3:8b"
     llm_api_key: str = "not-needed"

@@ -73,6 +73,8 @@ class Session:
             "GADGET_RECONNECT_DELAY_S": str(s.reconnect_delay_s),
             "GADGET_RECONNECT_DELAY_MAX_S": str(s.reconnect_delay_max_s),
             "GADGET_KILL_GRACE_S": str(s.kill_grace_s),
+            "GADGET_SANDBOX": s.sandbox,
+            "GADGET_SANDBOX_NETWORK": "on" if s.sandbox_network else "off",
         }
         return {**os.environ, **values}
 

@@ -138,10 +138,11 @@ async def test_unreachable_model_fails_the_turn_clearly(hub: HubHarness, ws: Pat
 
 
 async def test_cancel_kills_the_commands_process_group(hub: HubHarness, ws: Path) -> None:
+    # Unsandboxed, so the pids the command writes are this machine's (test_sandbox.py: bwrap).
     command = "sleep 60 & echo $! > bg.pid; trap '' TERM; sleep 60"
     script = [tool_reply(("c1", "run_command", {"command": command}))]
     async with ScriptedLLM(script) as llm:
-        s = await new_session(hub, llm, ws, kill_grace_s=0.5)
+        s = await new_session(hub, llm, ws, kill_grace_s=0.5, sandbox="none")
         async with running_drone(s.settings):
             await s.lock()
             turn_id = await s.submit("run it")
@@ -223,7 +224,7 @@ async def test_sigkill_mid_turn_then_restart_completes_through_crash_recovery(
         text_reply("Recovered and done."),
     ]
     async with hub_factory(drone_grace_s=20) as hub, ScriptedLLM(script) as llm:
-        s = await new_session(hub, llm, ws)
+        s = await new_session(hub, llm, ws, sandbox="none")  # pids as this machine sees them
         async with drone_process(s) as first:
             await wait_online(s)
             await s.lock()

@@ -158,9 +158,12 @@ async def test_run_command_caps_output_with_a_note(ws: Path) -> None:
 
 
 async def test_run_command_timeout_kills_the_process_group(ws: Path) -> None:
+    # Unsandboxed, so the pid the command writes is this machine's (test_sandbox.py: bwrap).
+    ctx = ToolContext(Workspace(ws), drone_settings(ws, sandbox="none"), RecordedEvents(), "c")
     pid_file = ws / "child.pid"
     command = f"(sleep 30 & echo $! > {pid_file}; wait) ; echo never"
-    result = await call(ws, "run_command", command=command, timeout=0.5)
+    args = json.dumps({"command": command, "timeout": 0.5})
+    result = await default_toolbox().execute(ToolCallRequest("c", "run_command", args), ctx)
     assert result.output.splitlines()[1:] == [
         "[timed out after 0.5s; its process group was killed]"
     ]

@@ -19,6 +19,7 @@ from gadget.drone.events import LogForwarder
 from gadget.drone.exceptions import DroneError, WorkOrderError
 from gadget.drone.outbox import Outbox
 from gadget.drone.probe import probe_model
+from gadget.drone.sandbox import Sandbox
 from gadget.drone.turn import TurnRunner
 from gadget.drone.workorder import WorkOrder, WorkOrderCache
 from gadget.protocol import (
@@ -158,6 +159,7 @@ class Drone:
         model = await probe_model(self.settings)
         if not model["reachable"]:
             logger.warning("%s", model["error"])
+        sandbox = await Sandbox.detect(self.settings)
         await self.sio.connect(
             self.settings.hub_url,
             auth={
@@ -165,6 +167,8 @@ class Drone:
                 "key": self.settings.drone_key,
                 "hostname": socket.gethostname(),
                 "model": model,
+                "sandbox": sandbox.kind,
+                "sandboxNetwork": sandbox.network,
             },
             transports=["websocket"],
             wait_timeout=10,

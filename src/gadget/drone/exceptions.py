@@ -11,7 +11,10 @@ Hierarchy::
     ├── WorkOrderError          a work order or its cache is malformed
     ├── RegistrationError       `gadget drone register` failed (login, hub refused)
     ├── CheckpointError         a turn's checkpoint could not be taken, shown or reverted
-    └── McpConfigError          the MCP configuration file is unreadable or malformed
+    ├── McpConfigError          the MCP configuration file is unreadable or malformed
+    ├── KeyFileError            the drone key file is missing, empty or readable by others
+    └── SandboxError            the sandbox was asked for (GADGET_SANDBOX=bwrap, network off)
+                                but bubblewrap does not work on this machine
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "DroneError",
+    "KeyFileError",
     "LimitsExceeded",
     "McpConfigError",
     "ModelError",
     "RegistrationError",
+    "SandboxError",
     "ToolError",
     "WorkOrderError",
     "WorkspaceEscape",
@@ -63,3 +68,11 @@ class CheckpointError(DroneError):
 
 class McpConfigError(DroneError):
     """`GADGET_MCP_CONFIG` names a file that is missing, not JSON, or not the expected shape."""
+
+
+class KeyFileError(DroneError):
+    """The drone key file cannot be used (missing, empty, or open to other users)."""
+
+
+class SandboxError(DroneError):
+    """The required sandbox cannot run here; commands are never run unconfined instead."""

@@ -25,13 +25,31 @@ logger = logging.getLogger(__name__)
 FILE = "commands.json"
 
 
-def _start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), or None when it is gone."""
+def _stat_field(pid: int, index: int) -> int | None:
+    """Field `index` after the command name of /proc/<pid>/stat (Linux), or None when gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return int(stat.rsplit(")", 1)[1].split()[index])
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None when it is gone."""
+    return _stat_field(pid, 19)
+
+
+def signal_members(pgid: int, sig: signal.Signals, spare: int) -> int:
+    """Send `sig` to every process of group `pgid` but `spare`; how many were signalled."""
+    count = 0
+    with os.scandir("/proc") as entries:
+        pids = [int(e.name) for e in entries if e.name.isdigit()]
+    for pid in pids:
+        if pid != spare and _stat_field(pid, 2) == pgid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+                count += 1
+    return count
 
 
 class CommandGroups:

@@ -1,21 +1,28 @@
-"""The run_command tool: bash in the workspace, in its own process group, killed as a group."""
+"""The run_command tool: bash in the workspace, sandboxed, in its own process group.
+
+The command is started through :class:`~gadget.drone.sandbox.Sandbox` (bubblewrap where
+it works). It ends as a group: on timeout or cancel SIGTERM, then SIGKILL after the
+grace period; and when bash exits, whatever it left running in the background is ended
+too (under bubblewrap its PID namespace ends with it, so nothing can stay behind).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
-from asyncio.subprocess import DEVNULL, PIPE, STDOUT, Process
+from asyncio.subprocess import DEVNULL, STDOUT, Process
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from gadget.drone.agent.tools import Tool, ToolContext, ToolResult
-from gadget.drone.agent.tools.groups import CommandGroups
+from gadget.drone.agent.tools.groups import CommandGroups, signal_members
+from gadget.drone.fsio import gadget_dir
+from gadget.drone.sandbox import Sandbox
 
 __all__ = ["TOOL", "stop_process_group"]
 
-#: Environment variables a command never sees (the drone's own secrets).
-SECRET_ENV = ("GADGET_DRONE_KEY", "GADGET_LLM_API_KEY", "GADGET_TOKEN", "GADGET_SECRET_KEY")
 #: How long to wait for output still held open by background children after bash exits.
 OUTPUT_GRACE_S = 1.0
 
@@ -54,10 +61,27 @@ class _Capture:
         return head + tail
 
 
+async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.ReadTransport]:
+    """A stream over the read end `fd` of our own pipe, and its transport (close it).
+
+    Our own pipe rather than asyncio's PIPE: on Python 3.11, Process.wait() also waits
+    for such pipes to close, which a background process left by the command can delay.
+    """
+    stream = asyncio.StreamReader()
+    pipe = os.fdopen(fd, "rb", buffering=0)
+    try:
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stream), pipe
+        )
+    except BaseException:
+        pipe.close()
+        raise
+    return stream, transport
+
+
 def _command_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
-    env.update(PAGER="cat", GIT_PAGER="cat", GIT_TERMINAL_PROMPT="0")
-    return env
+    """The drone's environment for a command (Sandbox.wrap removes the drone's secrets)."""
+    return {**os.environ, "PAGER": "cat", "GIT_PAGER": "cat", "GIT_TERMINAL_PROMPT": "0"}
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> bool:
@@ -71,10 +95,16 @@ def _signal_group(pgid: int, sig: signal.Signals) -> bool:
     return True
 
 
-async def stop_process_group(proc: Process, grace: float) -> None:
-    """SIGTERM the command's whole process group, then SIGKILL what is left after `grace`."""
-    pgid = proc.pid  # start_new_session=True: the shell leads its own group
-    if not _signal_group(pgid, signal.SIGTERM):
+async def stop_process_group(proc: Process, grace: float, *, spare_leader: bool = False) -> None:
+    """SIGTERM the command's whole process group, then SIGKILL what is left after `grace`.
+
+    With `spare_leader` the leader (bwrap, whose exit tears its sandbox down at once) is
+    left out of the SIGTERM, so the command inside gets its grace period too.
+    """
+    pgid = proc.pid  # start_new_session=True: the started program leads its own group
+    if spare_leader and proc.returncode is None:
+        await asyncio.to_thread(signal_members, pgid, signal.SIGTERM, pgid)
+    elif not _signal_group(pgid, signal.SIGTERM):
         await proc.wait()
         return
     loop = asyncio.get_running_loop()
@@ -87,41 +117,59 @@ async def stop_process_group(proc: Process, grace: float) -> None:
     await proc.wait()
 
 
+async def _start(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[Process, int]:
+    """Start `argv` leading a new session, output and errors into a new pipe: (process, read end)."""
+    read_end, write_end = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=cwd, env=env, stdin=DEVNULL, stdout=write_end, stderr=STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    return proc, read_end
+
+
 async def run_command(p: RunCommandParams, ctx: ToolContext) -> ToolResult:
-    """Run a bash command; report its output (capped) and exit code."""
+    """Run a bash command in the sandbox; report its output (capped) and exit code."""
     ctx.events.status(f"running: {p.command[:200]}")
     timeout = p.timeout or ctx.settings.command_timeout_s
-    proc = await asyncio.create_subprocess_exec(
-        "bash",
-        "-c",
-        p.command,
-        cwd=ctx.workspace.root,
-        env=_command_env(),
-        stdin=DEVNULL,
-        stdout=PIPE,
-        stderr=STDOUT,
-        start_new_session=True,
-    )
-    assert proc.stdout is not None
-    groups = CommandGroups(ctx.workspace.root)
+    sandbox = await Sandbox.detect(ctx.settings)
+    root = ctx.workspace.root
+    gadget_dir(root)  # exists before the sandbox covers it
+    argv, env = sandbox.wrap(["bash", "-c", p.command], root, _command_env())
+    proc, read_end = await _start(argv, root, env)
+    groups = CommandGroups(root)
     groups.add(proc.pid)  # a drone killed mid-command ends it at its next start
     capture = _Capture(ctx.settings.command_output_limit)
-    reader = asyncio.create_task(capture.read(proc.stdout))
+    try:
+        stream, transport = await _pipe_reader(read_end)
+    except BaseException:
+        await asyncio.shield(stop_process_group(proc, ctx.settings.kill_grace_s))
+        groups.discard(proc.pid)
+        raise
+    reader = asyncio.create_task(capture.read(stream))
+    grace, spare = ctx.settings.kill_grace_s, sandbox.kind == "bwrap"
     try:
         try:
             await asyncio.wait_for(proc.wait(), timeout)
             note = f"[exit code: {proc.returncode}]"
         except TimeoutError:
-            await stop_process_group(proc, ctx.settings.kill_grace_s)
             note = f"[timed out after {timeout:g}s; its process group was killed]"
+        # Also after a normal exit: background processes do not outlive their command.
+        await stop_process_group(proc, grace, spare_leader=spare)
         _, pending = await asyncio.wait({reader}, timeout=OUTPUT_GRACE_S)
         if pending:
             note += "\n[background processes still hold the output open; not waiting for them]"
     except BaseException:
-        await asyncio.shield(stop_process_group(proc, ctx.settings.kill_grace_s))
+        await asyncio.shield(stop_process_group(proc, grace, spare_leader=spare))
         raise
     finally:
         reader.cancel()
+        transport.close()
         groups.discard(proc.pid)
     output = capture.text().rstrip("\n")
     return ToolResult(f"$ {p.command}\n{output}\n{note}" if output else f"$ {p.command}\n{note}")
@@ -129,8 +177,9 @@ async def run_command(p: RunCommandParams, ctx: ToolContext) -> ToolResult:
 
 TOOL = Tool(
     "run_command",
-    "Run a bash command in the workspace root (own process group; default timeout "
-    "120 s; long output is cut in the middle). Reports the exit code.",
+    "Run a bash command in the workspace root (default timeout 120 s; long output is cut "
+    "in the middle). Reports the exit code. Background processes it starts are ended "
+    "when it exits.",
     RunCommandParams,
     run_command,
 )
