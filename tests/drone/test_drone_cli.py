@@ -43,7 +43,7 @@ async def serve_until_online(hub: HubHarness, drone_id: str, *args: str) -> tupl
             while (link := hub.hub.router.drones.get(drone_id)) is None or not link.online:
                 assert proc.returncode is None, await proc.stderr.read() if proc.stderr else ""
                 await asyncio.sleep(0.05)
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        cmdline = await asyncio.to_thread(Path(f"/proc/{proc.pid}/cmdline").read_bytes)
         proc.send_signal(signal.SIGTERM)
         assert proc.stderr is not None
         err = (await proc.stderr.read()).decode()

@@ -96,7 +96,7 @@ def sleepers(marker: str) -> list[int]:
 
 async def until(check: Any, timeout: float = 10) -> None:
     async with asyncio.timeout(timeout):
-        while not check():
+        while not check():  # noqa: ASYNC110 (a process ending elsewhere has no event to wait on)
             await asyncio.sleep(0.05)
 
 
@@ -147,10 +147,10 @@ async def test_the_drones_key_cannot_be_read_from_proc_or_ps(
 ) -> None:
     monkeypatch.setenv("GADGET_DRONE_KEY", FAKE_KEY)
     # Stands for a drone started as `GADGET_DRONE_KEY=... gadget drone --key ...`.
-    drone = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "--key", FAKE_KEY],
+    drone = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(60)", "--key", FAKE_KEY,
         env={**os.environ, "GADGET_DRONE_KEY": FAKE_KEY},
-    )
+    )  # fmt: skip
     try:
         command = (
             "cat /proc/*/environ | tr '\\0' '\\n' | grep -c GADGET_DRONE_KEY; "
@@ -161,7 +161,7 @@ async def test_the_drones_key_cannot_be_read_from_proc_or_ps(
         unconfined = await run(ws, command, sandbox="none")
     finally:
         drone.kill()
-        drone.wait()
+        await drone.wait()
     assert FAKE_KEY not in "\n".join(lines(confined))
     assert lines(confined)[0] == "0" and "key=" in lines(confined)
     assert f"cat: /proc/{drone.pid}/environ: No such file or directory" in lines(confined)
@@ -221,6 +221,18 @@ async def test_tools_keep_working_inside(ws: Path, bwrap: Sandbox) -> None:
     result = await run(ws, command)
     assert lines(result) == ["-1", "first", "built", "scratch", "[exit code: 0]"]
     assert (ws / ".git").is_dir() and any((ws / "__pycache__").glob("calc.*.pyc"))
+
+
+async def test_read_only_paths_show_inside_hidden_folders(
+    ws: Path, home_secret: Path, bwrap: Sandbox
+) -> None:
+    command = f"cat {home_secret}; echo more >> {home_secret}"
+    result = await run(ws, command, sandbox_read_only=f"/nonexistent:{home_secret}")
+    assert lines(result)[:2] == [
+        "home secret 41",
+        f"bash: line 1: {home_secret}: Read-only file system",
+    ]
+    assert await asyncio.to_thread(home_secret.read_text) == "home secret 41\n"
 
 
 async def test_the_drone_reports_its_sandbox_at_connect(

@@ -127,12 +127,15 @@ class Sandbox:
         homes = [home for home in (_env_home(), _passwd_home()) if home is not None]
         hidden = _unique(p.resolve() for p in [*map(Path, PRIVATE_DIRS), *homes])
         hidden = tuple(sorted((p for p in hidden if p != Path("/")), key=lambda p: len(p.parts)))
-        extra = [Path(p).expanduser() for p in settings.sandbox_read_only.split(os.pathsep) if p]
         on_path = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
         resolv = Path("/etc/resolv.conf")  # often a link into the hidden /run
-        wanted = [*on_path, Path(sys.prefix), Path(sys.base_prefix), resolv, *extra]
-        resolved = [p.resolve() for p in wanted if p.is_absolute()]
-        shown = _outermost(p for p in resolved if any(_within(p, h) for h in hidden))
+        tools = [Path(sys.prefix), Path(sys.base_prefix), resolv, *on_path]
+        extra = [Path(p).expanduser() for p in settings.sandbox_read_only.split(os.pathsep) if p]
+        inside = [p.resolve() for p in tools if p.is_absolute()]
+        shown = _outermost(
+            *(p for p in inside if any(h in p.parents for h in hidden)),  # never a whole home
+            *(p.resolve() for p in extra if p.is_absolute()),  # the user's choice, as given
+        )
         secrets = [settings.home, workspace / GADGET_DIR]
         if settings.drone_key_file is not None:
             secrets.append(settings.drone_key_file)
@@ -251,7 +254,7 @@ def _env_home() -> Path | None:
         return None
 
 
-def _outermost(paths: Iterable[Path]) -> tuple[Path, ...]:
+def _outermost(*paths: Path) -> tuple[Path, ...]:
     """The paths not inside another of them (a bind of a folder brings its subfolders)."""
     unique = _unique(paths)
     return tuple(p for p in unique if not any(q != p and _within(p, q) for q in unique))

@@ -39,13 +39,31 @@ def _start_time(pid: int) -> int | None:
     return _stat_field(pid, 19)
 
 
-def signal_members(pgid: int, sig: signal.Signals, spare: int) -> int:
-    """Send `sig` to every process of group `pgid` but `spare`; how many were signalled."""
-    count = 0
+def _members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of group `pgid`, from /proc."""
     with os.scandir("/proc") as entries:
         pids = [int(e.name) for e in entries if e.name.isdigit()]
+    found = []
     for pid in pids:
-        if pid != spare and _stat_field(pid, 2) == pgid:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(pid)
+    return found
+
+
+def live_members(pgid: int) -> int:
+    """How many processes of group `pgid` still run (zombies waiting for a reaper do not)."""
+    return len(_members(pgid))
+
+
+def signal_members(pgid: int, sig: signal.Signals, spare: int) -> int:
+    """Send `sig` to every live process of group `pgid` but `spare`; how many got it."""
+    count = 0
+    for pid in _members(pgid):
+        if pid != spare:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
                 count += 1

@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from gadget.drone.agent.tools import Tool, ToolContext, ToolResult
-from gadget.drone.agent.tools.groups import CommandGroups, signal_members
+from gadget.drone.agent.tools.groups import CommandGroups, live_members, signal_members
 from gadget.drone.fsio import gadget_dir
 from gadget.drone.sandbox import Sandbox
 
@@ -95,26 +95,38 @@ def _signal_group(pgid: int, sig: signal.Signals) -> bool:
     return True
 
 
-async def stop_process_group(proc: Process, grace: float, *, spare_leader: bool = False) -> None:
+async def stop_process_group(proc: Process, grace: float, *, sandboxed: bool = False) -> None:
     """SIGTERM the command's whole process group, then SIGKILL what is left after `grace`.
 
-    With `spare_leader` the leader (bwrap, whose exit tears its sandbox down at once) is
-    left out of the SIGTERM, so the command inside gets its grace period too.
+    `sandboxed`: the leader is bwrap, whose exit ends its PID namespace and everything in
+    it at once; SIGTERM spares it so the command inside gets its grace period too.
     """
     pgid = proc.pid  # start_new_session=True: the started program leads its own group
-    if spare_leader and proc.returncode is None:
-        await asyncio.to_thread(signal_members, pgid, signal.SIGTERM, pgid)
-    elif not _signal_group(pgid, signal.SIGTERM):
-        await proc.wait()
+    if await _ended(proc, sandboxed):
         return
+    if sandboxed:
+        await asyncio.to_thread(signal_members, pgid, signal.SIGTERM, pgid)
+    else:
+        _signal_group(pgid, signal.SIGTERM)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
     while loop.time() < deadline:
         await asyncio.sleep(0.05)
-        if proc.returncode is not None and not _signal_group(pgid, signal.SIGCONT):
+        if await _ended(proc, sandboxed):
             return
     _signal_group(pgid, signal.SIGKILL)
     await proc.wait()
+
+
+async def _ended(proc: Process, sandboxed: bool) -> bool:
+    """Whether nothing of the command runs any more (a zombie its reaper is slow with does not)."""
+    if proc.returncode is None:
+        return False
+    if sandboxed:
+        return True  # the kernel kills what was left in bwrap's PID namespace
+    if not _signal_group(proc.pid, signal.SIGCONT):  # SIGCONT: a stopped one can see SIGTERM
+        return True
+    return await asyncio.to_thread(live_members, proc.pid) == 0
 
 
 async def _start(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[Process, int]:
@@ -145,14 +157,14 @@ async def run_command(p: RunCommandParams, ctx: ToolContext) -> ToolResult:
     groups = CommandGroups(root)
     groups.add(proc.pid)  # a drone killed mid-command ends it at its next start
     capture = _Capture(ctx.settings.command_output_limit)
+    grace, sandboxed = ctx.settings.kill_grace_s, sandbox.kind == "bwrap"
     try:
         stream, transport = await _pipe_reader(read_end)
     except BaseException:
-        await asyncio.shield(stop_process_group(proc, ctx.settings.kill_grace_s))
+        await asyncio.shield(stop_process_group(proc, grace, sandboxed=sandboxed))
         groups.discard(proc.pid)
         raise
     reader = asyncio.create_task(capture.read(stream))
-    grace, spare = ctx.settings.kill_grace_s, sandbox.kind == "bwrap"
     try:
         try:
             await asyncio.wait_for(proc.wait(), timeout)
@@ -160,12 +172,12 @@ async def run_command(p: RunCommandParams, ctx: ToolContext) -> ToolResult:
         except TimeoutError:
             note = f"[timed out after {timeout:g}s; its process group was killed]"
         # Also after a normal exit: background processes do not outlive their command.
-        await stop_process_group(proc, grace, spare_leader=spare)
+        await stop_process_group(proc, grace, sandboxed=sandboxed)
         _, pending = await asyncio.wait({reader}, timeout=OUTPUT_GRACE_S)
         if pending:
             note += "\n[background processes still hold the output open; not waiting for them]"
     except BaseException:
-        await asyncio.shield(stop_process_group(proc, grace, spare_leader=spare))
+        await asyncio.shield(stop_process_group(proc, grace, sandboxed=sandboxed))
         raise
     finally:
         reader.cancel()
