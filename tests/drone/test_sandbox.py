@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from gadget.drone.agent.mcp import McpServers
 from gadget.drone.agent.model import ToolCallRequest
-from gadget.drone.agent.tools import ToolContext, ToolResult, default_toolbox
+from gadget.drone.agent.tools import ToolBox, ToolContext, ToolResult, default_toolbox
 from gadget.drone.agent.workspace import Workspace
 from gadget.drone.exceptions import SandboxError
 from gadget.drone.sandbox import Sandbox
@@ -346,3 +347,24 @@ async def test_a_drone_without_sandbox_warns_once_and_reports_none(
         assert await proc.wait() == 0
     assert auth["sandbox"] == "none" and auth["sandboxNetwork"] is True
     assert log.count(b"no sandbox (bubblewrap does not work here: a trial run failed") == 1
+
+
+async def test_an_mcp_stdio_server_runs_inside_the_sandbox(
+    ws: Path, tmp_path: Path, bwrap: Sandbox
+) -> None:
+    fake = str(Path(__file__).parents[1] / "fakes" / "mcp_server.py")
+    config = tmp_path / "mcp.json"
+    config.write_text(
+        json.dumps({"mcpServers": {"fake": {"command": sys.executable, "args": [fake]}}})
+    )
+    settings = drone_settings(ws, mcp_config=config)
+    ctx = ToolContext(Workspace(ws), settings, RecordedEvents(), "m")
+    async with McpServers(settings, sandbox=await Sandbox.detect(settings)) as mcp:
+        box = ToolBox.of(mcp.tools())
+        add = await box.execute(ToolCallRequest("m", "fake__add", '{"a": 2, "b": 3}'), ctx)
+        note = await box.execute(ToolCallRequest("m", "fake__write_note", '{"text": "hi"}'), ctx)
+        tmp = await box.execute(ToolCallRequest("m", "fake__env", '{"name": "TMPDIR"}'), ctx)
+        assert mcp.status() == [{"name": "fake", "ok": True, "tools": 7}]
+    assert (add.output, note.ok) == ("5", True)
+    assert (ws / "notes.txt").read_text() == "hi\n"
+    assert tmp.output in ("/tmp", "(unset)")
