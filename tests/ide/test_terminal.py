@@ -6,31 +6,43 @@ import asyncio
 import io
 import json
 import os
-import re
 import socket
 import sys
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pexpect  # type: ignore[import-untyped]
+import pyte  # type: ignore[import-untyped]
 from rich.console import Console
 
+from gadget.ide.terminal.lines import LineReader
 from gadget.ide.terminal.progress import TurnProgress
 from gadget.ide.terminal.render import TurnRenderer, split_paragraphs, truncate
+from gadget.ide.terminal.screen import PlainScreen
 from gadget.protocol import BlockMode, TurnOut
 from tests.harness import Client, HubHarness
 
 ROOT = Path(__file__).resolve().parents[2]
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+COLS = 120
 
 
 class Terminal:
-    """A `gadget chat` process in a pty; blocking pexpect calls run in a thread."""
+    """A `gadget chat` process in a pty, its output fed to a VT100 emulator (pyte).
 
-    def __init__(self, *args: str, token: str | None = None, full_cli: bool = False) -> None:
+    Assertions are on the emulated screen, as a person would read it: the
+    input line's redraws do not count, and a streamed line counts once.
+    Blocking reads run in a thread.
+    """
+
+    def __init__(
+        self, *args: str, token: str | None = None, full_cli: bool = False, rows: int = 60
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GADGET_")}
-        env.update(TERM="xterm-256color", COLUMNS="120", LINES="40", PYTHONUNBUFFERED="1")
+        env.update(TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(rows))
+        # The emulator does not answer cursor position requests (a real terminal does).
+        env.update(PYTHONUNBUFFERED="1", PROMPT_TOOLKIT_NO_CPR="1")
         if token is not None:
             env["GADGET_TOKEN"] = token
         self.child = pexpect.spawn(
@@ -44,30 +56,77 @@ class Terminal:
             env=env,
             encoding="utf-8",
             codec_errors="replace",
-            dimensions=(40, 120),
+            dimensions=(rows, COLS),
             timeout=15,
         )
-        self.output = io.StringIO()
-        self.child.logfile_read = self.output
+        self.vt = pyte.HistoryScreen(COLS, rows, history=10_000)
+        self._feed = pyte.Stream(self.vt)
+        #: Everything the process wrote, escape sequences included.
+        self.raw = io.StringIO()
+        self._cursor = 0
+
+    def _read(self, timeout: float) -> bool:
+        """Feed what the process writes within `timeout` s to the emulator; False at its end."""
+        try:
+            data = self.child.read_nonblocking(65536, timeout=timeout)
+        except pexpect.TIMEOUT:
+            return True
+        except pexpect.EOF:
+            return False
+        self.raw.write(data)
+        self._feed.feed(data)
+        return True
+
+    def _rows(self) -> list[str]:
+        """Every row the terminal has shown: scrolled off the top, then the screen."""
+        old = ["".join(line[x].data for x in range(COLS)) for line in self.vt.history.top]
+        return old + list(self.vt.display)
 
     def screen(self) -> str:
-        """Everything shown so far, without escape sequences."""
-        return ANSI.sub("", self.output.getvalue()).replace("\r", "")
+        """The terminal's text: every row, without trailing spaces or trailing empty rows."""
+        return "\n".join(row.rstrip() for row in self._rows()).rstrip("\n")
 
-    async def expect(self, text: str, timeout: float = 15) -> None:
-        """Wait until `text` is shown (exact, escape sequences included)."""
-        try:
-            await asyncio.to_thread(self.child.expect_exact, text, timeout=timeout)
-        except (pexpect.TIMEOUT, pexpect.EOF):
-            raise AssertionError(f"{text!r} was not shown; the screen:\n{self.screen()}") from None
+    def _find(self, text: str) -> int:
+        # Rows of fixed width: a row keeps its offset when rows scroll off the top.
+        return "\n".join(self._rows()).find(text, self._cursor)
+
+    def _wait(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        alive = True
+        while True:
+            found = self._find(text)
+            if found >= 0:
+                self._cursor = found + 1
+                return True
+            if not alive or time.monotonic() > deadline:
+                return False
+            alive = self._read(0.05)
+
+    async def expect(self, text: str, timeout: float = 15, anywhere: bool = False) -> None:
+        """Wait until `text` is on the screen after the place of the last match.
+
+        With `anywhere`, before it too: a note is drawn above the growing line.
+        """
+        if anywhere:
+            self._cursor = 0
+        if not await asyncio.to_thread(self._wait, text, timeout):
+            raise AssertionError(f"{text!r} was not shown; the screen:\n{self.screen()}")
 
     def send(self, line: str) -> None:
         """Type a line."""
         self.child.sendline(line)
 
+    def _drain(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._read(0.1):
+                return True
+        return False
+
     async def exit_status(self, timeout: float = 15) -> int | None:
         """Wait for the process to end; its exit status."""
-        await asyncio.to_thread(self.child.expect, pexpect.EOF, timeout=timeout)
+        if not await asyncio.to_thread(self._drain, timeout):
+            raise AssertionError(f"still running after {timeout} s; the screen:\n{self.screen()}")
         self.child.close()
         status: int | None = self.child.exitstatus
         return status
@@ -268,7 +327,7 @@ async def test_joining_mid_turn_shows_the_turn_so_far_and_ctrl_c_cancels_it(
         term.child.sendintr()
         await drone.log.wait_for("cancelWorkOrder", lambda a: a == (turn_id,))
         await drone.emit("workOrderComplete", turn_id, False, "cancelled")
-        await term.expect("turn failed: cancelled")
+        await term.expect("⊘ turn cancelled")
         term.send("/quit")
         assert await term.exit_status() == 0
     finally:
@@ -364,7 +423,7 @@ async def test_a_turn_that_ends_while_disconnected_shows_its_rest_after_reconnec
         await drone.emit("toolCall", "call-7", "read_file", params, result)
         await drone.emit("response", "The answer is 42.")
         await drone.emit("workOrderComplete", turn_id, True)
-        await term.expect("connection lost")
+        await term.expect("connection lost", anywhere=True)  # above "First thoughts", still growing
         await term.expect("reconnected")
         await term.expect("turn finished")
         term.send("/quit")
@@ -407,7 +466,8 @@ async def test_quit_works_while_reconnecting_and_a_refused_token_ends_the_chat(
 
 def test_progress_prints_only_what_a_snapshot_adds() -> None:
     out = io.StringIO()
-    progress = TurnProgress(TurnRenderer(Console(file=out, width=100, color_system=None)))
+    console = Console(file=out, width=100, color_system=None)
+    progress = TurnProgress(TurnRenderer(PlainScreen(console, LineReader(0))))
     progress.begin("t1")
     progress.text(BlockMode.THINKING, "one ")
     progress.tool("c1", "read_file", "{}", '"x"')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,15 +25,71 @@ def match(items: list[Json], wanted: str) -> Json | None:
     return found[0] if found else None
 
 
+def seen(last_seen: object, now: datetime | None = None) -> str:
+    """When an offline drone was last seen, as "seen 5 min ago" ("" when unknown)."""
+    try:
+        when = datetime.fromisoformat(str(last_seen))
+    except ValueError:
+        return ""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    minutes = int(((now or datetime.now(UTC)) - when).total_seconds() // 60)
+    if minutes < 1:
+        return "seen just now"
+    if minutes < 60:
+        return f"seen {minutes} min ago"
+    if minutes < 48 * 60:
+        return f"seen {minutes // 60} h ago"
+    return f"seen {when.astimezone():%Y-%m-%d}"
+
+
+def conflict_text(conflict: object) -> str:
+    """The drone-id conflict the hub reports (another process took over), readably."""
+    if isinstance(conflict, dict):
+        where = ", ".join(f"{k} {v}" for k, v in conflict.items() if k in {"host", "pid"})
+        reason = conflict.get("message") or conflict.get("reason") or "another process"
+        return f"{reason}{f' ({where})' if where else ''}"
+    return str(conflict)
+
+
 def drone_label(drone: Json) -> str:
-    """A drone's name with its state: online, mode, lock holder."""
+    """A drone's name with its state: online, mode, lock holder; offline since when."""
     if not drone.get("online"):
-        return f"{escape(drone['name'])}  [dim](offline)[/]"
-    state = f"online, {drone.get('workspaceMode', '?')}"
-    locked = drone.get("lockedBy")
-    if isinstance(locked, dict):
-        state += f", locked by {locked.get('username', '?')}"
+        since = seen(drone["lastSeen"]) if drone.get("lastSeen") else ""
+        state = f"offline, {since}" if since else "offline"
+    else:
+        state = f"online, {drone.get('workspaceMode', '?')}"
+        locked = drone.get("lockedBy")
+        if isinstance(locked, dict):
+            state += f", locked by {locked.get('username', '?')}"
+    if drone.get("sandbox") == "none":
+        state += ", no sandbox"
+    if drone.get("conflict"):
+        state += ", id conflict"
     return f"{escape(drone['name'])}  [dim]({escape(state)})[/]"
+
+
+def drone_warnings(drone: Json) -> list[str]:
+    """What a user of `drone` must know before sending it work."""
+    name = drone.get("name", "?")
+    warnings = []
+    if drone.get("sandbox") == "none":
+        warnings.append(
+            f"⚠ drone {name} runs the agent's commands without a sandbox: they can read and"
+            " change anything its user can (see GADGET_SANDBOX)"
+        )
+    if drone.get("conflict"):
+        warnings.append(
+            f"⚠ drone {name}: another process uses its id: {conflict_text(drone['conflict'])}"
+        )
+    model = drone.get("model")
+    if drone.get("online") and isinstance(model, dict) and model.get("reachable") is False:
+        warnings.append(
+            f"⚠ drone {name} cannot reach its model {model.get('name', '?')} at"
+            f" {model.get('baseUrl', '?')}: {model.get('error') or 'no answer'}"
+            " (set GADGET_LLM_BASE_URL / GADGET_LLM_MODEL on the drone)"
+        )
+    return warnings
 
 
 def session_label(chat: Json) -> str:

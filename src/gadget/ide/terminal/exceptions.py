@@ -23,7 +23,11 @@ class LoginFailed(TerminalError):
 
 
 class HubRefused(TerminalError):
-    """The hub answered with an error."""
+    """The hub answered with an error; `reason` is the refusal alone, when the hub gave one."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class NoChoice(TerminalError):

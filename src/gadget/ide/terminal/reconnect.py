@@ -73,10 +73,11 @@ class Reconnector:
         if not self.running:
             self._task = asyncio.create_task(self._run(), name="gadget-chat-reconnect")
 
-    def stop(self) -> None:
-        """Give up reconnecting (/quit)."""
-        if self._task is not None:
+    async def stop(self) -> None:
+        """Give up reconnecting (/quit), and wait until the attempt under way is undone."""
+        if self._task is not None and not self._task.done():
             self._task.cancel()
+            await asyncio.wait({self._task})
 
     async def _run(self) -> None:
         try:

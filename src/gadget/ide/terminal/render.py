@@ -1,64 +1,35 @@
-"""How turns look in a terminal: thinking dimmed, responses as Markdown, tool calls as panels.
+"""How turns look: thinking dimmed as it comes, responses as Markdown, tool calls as panels.
 
-Thinking streams character by character. A response streams a paragraph at a
-time: each paragraph (never a half-open code fence) is rendered as Markdown as
-soon as the next one starts, the rest when the block ends. That needs no cursor
-tricks, so it looks the same in any pseudo-terminal, log or pipe.
+Thinking grows the screen's growing line delta by delta. A response streams a
+paragraph at a time: each paragraph (never a half-open code fence) is rendered
+as Markdown as soon as the next one starts, the rest when the block ends;
+meanwhile an interactive screen previews the paragraph in progress. No cursor
+tricks are needed for that, so a pipe or a log gets the same text. Model text
+always goes through `markdown.inert` (no terminal control from the model).
 """
 
 from __future__ import annotations
 
-import json
-
-from rich.console import Console, Group
-from rich.markdown import Markdown
-from rich.panel import Panel
 from rich.text import Text
 
+from gadget.ide.terminal.markdown import SafeMarkdown, inert
+from gadget.ide.terminal.screen import Screen
+from gadget.ide.terminal.tools import cut as truncate
+from gadget.ide.terminal.tools import tool_panel
 from gadget.protocol import BlockMode, BlockOut, ToolCallOut, TurnOut, TurnStatus
 
-#: Lines and characters of a tool's parameters / result shown in its panel.
-MAX_TOOL_LINES = 12
-MAX_TOOL_CHARS = 1500
+__all__ = ["Turn", "TurnRenderer", "is_cancel", "split_paragraphs", "truncate"]
 
 
-def _pretty(payload: str) -> str:
-    """A JSON string shown readably: strings as themselves, short values on one line."""
-    try:
-        value = json.loads(payload)
-    except ValueError:
-        return payload
-    if isinstance(value, str):
-        return value
-    compact = json.dumps(value, ensure_ascii=False)
-    return compact if len(compact) <= 100 else json.dumps(value, indent=2, ensure_ascii=False)
+class Turn(TurnOut):
+    """A turn as the hub sends it, with the flag of a cancelled one."""
+
+    cancelled: bool = False
 
 
-def truncate(text: str, lines: int = MAX_TOOL_LINES, chars: int = MAX_TOOL_CHARS) -> str:
-    """`text` cut to `lines` lines and `chars` characters, saying how much was left out."""
-    kept = text[:chars].split("\n")[:lines]
-    shown = "\n".join(kept)
-    if len(shown) < len(text):
-        rest = text[len(shown) :]
-        more = rest.count("\n")
-        shown += f"\n… ({more} more lines)" if more else f"… ({len(rest)} more characters)"
-    return shown
-
-
-def tool_panel(call_id: str, name: str, params: str, result: str) -> Panel:
-    """A tool call as a panel: the tool's name, its parameters and its (truncated) result."""
-    body = Group(
-        Text(truncate(_pretty(params)), style="cyan"),
-        Text("→ " + truncate(_pretty(result))),
-    )
-    return Panel(
-        body,
-        title=Text(f"⚙ {name}", style="bold cyan"),
-        title_align="left",
-        subtitle=Text(call_id, style="dim"),
-        subtitle_align="right",
-        border_style="cyan",
-    )
+def is_cancel(message: str | None) -> bool:
+    """Whether a failed turn's message says it was cancelled (the drone's "cancelled")."""
+    return (message or "").startswith("cancelled")
 
 
 def split_paragraphs(text: str) -> tuple[str, str]:
@@ -74,20 +45,12 @@ def split_paragraphs(text: str) -> tuple[str, str]:
 
 
 class TurnRenderer:
-    """Prints one session's stream; tracks the open block so blocks never run together."""
+    """Prints one session's stream on a `Screen`; tracks the open block so blocks never run together."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    def __init__(self, screen: Screen) -> None:
+        self.screen = screen
         self._mode: BlockMode | None = None
         self._response = ""
-        self._at_line_start = True
-
-    def _write(self, text: str, style: str = "") -> None:
-        if text:
-            self.console.print(
-                text, style=style, end="", soft_wrap=True, markup=False, highlight=False
-            )
-            self._at_line_start = text.endswith("\n")
 
     def _open(self, mode: BlockMode) -> None:
         if self._mode is not mode:
@@ -96,40 +59,40 @@ class TurnRenderer:
 
     def end_block(self) -> None:
         """Finish the open block: end a thinking line, render the rest of a response."""
-        if self._mode is BlockMode.RESPONDING and self._response.strip():
-            self.console.print(Markdown(self._response))
+        if self._mode is BlockMode.RESPONDING:
+            self.screen.preview("")
+            if self._response.strip():
+                self.screen.show(SafeMarkdown(self._response))
         self._response = ""
-        if not self._at_line_start:
-            self.console.print()
-            self._at_line_start = True
+        self.screen.end_line()
         self._mode = None
 
     def thinking(self, delta: str) -> None:
-        """A reasoning delta, dimmed, printed as it comes."""
+        """A reasoning delta, dimmed, shown as it comes."""
         self._open(BlockMode.THINKING)
-        self._write(delta, "dim italic")
+        self.screen.grow(Text(inert(delta), style="dim italic"))
 
     def response(self, delta: str) -> None:
         """A response delta: complete paragraphs are rendered as Markdown right away."""
         self._open(BlockMode.RESPONDING)
         done, self._response = split_paragraphs(self._response + delta)
         if done.strip():
-            self.console.print(Markdown(done))
+            self.screen.show(SafeMarkdown(done))
+        self.screen.preview(inert(self._response))
 
     def tool_call(self, call_id: str, name: str, params: str, result: str) -> None:
         """A finished tool call as a panel."""
         self._open(BlockMode.TOOL)
-        self.console.print(tool_panel(call_id, name, params, result))
+        self.screen.show(tool_panel(name, params, result))
 
     def note(self, message: str, style: str = "dim") -> None:
-        """A line about the session (status, mode, lock), outside any block."""
-        self.end_block()
-        self.console.print(Text(message, style=style))
+        """A line about the session (status, mode, lock), outside the stream."""
+        self.screen.note(Text(inert(message), style=style))
 
     def prompt(self, text: str) -> None:
         """The prompt a turn answers."""
         self.end_block()
-        self.console.print(Text.assemble(("> ", "bold green"), (text, "bold")))
+        self.screen.show(Text.assemble(("> ", "bold green"), (inert(text), "bold")))
 
     def turn(self, turn: TurnOut, live: bool = False) -> None:
         """A stored turn, or with `live` the running one so far (its last block stays open)."""
@@ -138,9 +101,11 @@ class TurnRenderer:
             self.block(block)
         if live:
             return
-        self.end_block()
         if turn.status is TurnStatus.ERROR:
-            self.note(f"✗ turn failed: {turn.errorMessage or 'no reason given'}", "red")
+            cancelled = isinstance(turn, Turn) and turn.cancelled
+            self.finished(False, turn.errorMessage, cancelled)
+        else:
+            self.end_block()
 
     def block(self, block: BlockOut) -> None:
         """One stored block: text for thinking / responding, the call for a tool."""
@@ -152,9 +117,19 @@ class TurnRenderer:
         elif block.mode is BlockMode.RESPONDING:
             self.response(block.content)
 
-    def finished(self, success: bool, message: str | None) -> None:
-        """The end of a turn."""
+    def finished(self, success: bool, message: str | None, cancelled: bool = False) -> None:
+        """The end of a turn: finished, cancelled, or failed with its message."""
+        self.end_block()
         if success:
-            self.note("✓ turn finished", "green")
+            line = Text("✓ turn finished", style="green")
+        elif cancelled or is_cancel(message):
+            line = Text(f"⊘ turn cancelled{_detail(message)}", style="yellow")
         else:
-            self.note(f"✗ turn failed: {message or 'no reason given'}", "bold red")
+            line = Text(f"✗ turn failed: {inert(message or 'no reason given')}", style="bold red")
+        self.screen.show(line)
+
+
+def _detail(message: str | None) -> str:
+    """What a cancel message says beyond "cancelled", e.g. " (the drone was offline)"."""
+    rest = (message or "").removeprefix("cancelled").strip()
+    return f" {inert(rest)}" if rest else ""

@@ -7,13 +7,12 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rich.console import Console
 from rich.text import Text
 
 from gadget.ide.terminal.api import Json
 from gadget.ide.terminal.choose import session_label
-from gadget.ide.terminal.exceptions import TerminalError
-from gadget.ide.terminal.lines import LineReader
+from gadget.ide.terminal.exceptions import HubRefused, TerminalError
+from gadget.ide.terminal.screen import Screen
 from gadget.ide.terminal.session import ChatClient
 from gadget.protocol import IdeEvent, WorkspaceMode
 
@@ -21,7 +20,7 @@ from gadget.protocol import IdeEvent, WorkspaceMode
 Command = Callable[[str], Awaitable[bool]]
 
 HELP = """[bold]commands[/]
-  /mode idle|user|agent   ask the drone to change its workspace mode
+  /mode idle|user|agent   ask the drone for a workspace mode (a refusal says why)
   /cancel                 cancel the running turn (Ctrl-C too)
   /sessions [N]           list this project's sessions, or resume number N
   /new                    start a new session
@@ -32,10 +31,9 @@ anything else is a prompt for the agent"""
 class Repl:
     """Reads lines, runs commands from a table, and submits everything else as a prompt."""
 
-    def __init__(self, client: ChatClient, reader: LineReader, console: Console) -> None:
+    def __init__(self, client: ChatClient, screen: Screen) -> None:
         self.client = client
-        self.reader = reader
-        self.console = console
+        self.screen = screen
         self._tasks: set[asyncio.Task[None]] = set()
         #: Set by Ctrl-C while the connection is lost: nothing to cancel, so stop.
         self._interrupted = asyncio.Event()
@@ -57,11 +55,13 @@ class Repl:
         await self.client.connect()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self._on_interrupt)
+        self.screen.on_interrupt = self._on_interrupt  # Ctrl-C typed while a line is read
         try:
             await self.client.lock(chat_id)
-            self.console.print("[dim]type a prompt, or /help[/]")
+            self._say("type a prompt, or /help")
             return await self._loop()
         finally:
+            self.screen.on_interrupt = None
             loop.remove_signal_handler(signal.SIGINT)
             for task in self._tasks:
                 task.cancel()
@@ -72,7 +72,7 @@ class Repl:
         stop: asyncio.Future[Any] = asyncio.ensure_future(self._interrupted.wait())
         try:
             while True:
-                read = asyncio.ensure_future(self.reader.readline())
+                read = asyncio.ensure_future(self.screen.readline())
                 await asyncio.wait({read, gone, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if not read.done():
                     read.cancel()
@@ -146,8 +146,10 @@ class Repl:
         if arg not in modes:
             self._say(f"expected /mode {'|'.join(modes)}, got {arg or 'nothing'!r}", "yellow")
             return True
-        await self.client.call(IdeEvent.REQUEST_WORKSPACE_MODE, arg)
-        self._say(f"asked the drone for workspace mode {arg}")
+        try:
+            await self.client.call(IdeEvent.REQUEST_WORKSPACE_MODE, arg)
+        except HubRefused as exc:  # the drone's reason, e.g. "agent mode starts with a work order"
+            self._say(f"✗ workspace mode {arg} refused: {exc.reason}", "yellow")
         return True
 
     async def cmd_cancel(self, arg: str) -> bool:
@@ -177,7 +179,7 @@ class Repl:
             self._say("no sessions yet")
         for n, chat in enumerate(chats, 1):
             mark = "[bold green]*[/]" if chat["_id"] == self.client.chat_id else " "
-            self.console.print(f"{mark} [bold]{n}[/]) {session_label(chat)}", highlight=False)
+            self.screen.note(Text.from_markup(f"{mark} [bold]{n}[/]) {session_label(chat)}"))
 
     async def cmd_new(self, arg: str) -> bool:
         """/new: lock the drone for a fresh session."""
@@ -190,5 +192,5 @@ class Repl:
 
     async def cmd_help(self, arg: str) -> bool:
         """/help: the commands."""
-        self.console.print(Text.from_markup(HELP))
+        self.screen.note(Text.from_markup(HELP))
         return True

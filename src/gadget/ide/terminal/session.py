@@ -19,14 +19,14 @@ from typing import Any
 
 import socketio
 from pydantic import ValidationError
-from rich.console import Console
-from rich.text import Text
 
 from gadget.ide.terminal.api import HubApi, Json
+from gadget.ide.terminal.choose import drone_warnings
 from gadget.ide.terminal.exceptions import HubRefused, HubUnreachable, TerminalError
 from gadget.ide.terminal.progress import TurnProgress
 from gadget.ide.terminal.reconnect import Reconnector
-from gadget.ide.terminal.render import TurnRenderer
+from gadget.ide.terminal.render import Turn, TurnRenderer
+from gadget.ide.terminal.screen import Screen
 from gadget.protocol import (
     AgentComplete,
     AgentToolCall,
@@ -37,7 +37,6 @@ from gadget.protocol import (
     IdeEvent,
     LogArgs,
     ToolCallArgs,
-    TurnOut,
     TurnStatus,
     WorkOrderCompleteArgs,
     parse_args,
@@ -52,6 +51,15 @@ HISTORY_TURNS = 20
 _IDE_EVENTS = {e.value for e in IdeEvent}
 
 
+async def _discard(sio: socketio.AsyncClient) -> None:
+    """Close what a socket that is not connected still holds (its aiohttp session).
+
+    A failed `connect` leaves the session open, and aiohttp then logs
+    "Unclosed client session" when it is collected.
+    """
+    await sio.eio.disconnect(abort=True)
+
+
 def ack(result: Any) -> tuple[bool, Any]:
     """An ack `(success, value?)` as python-socketio returns it (a bare value when alone)."""
     if isinstance(result, list | tuple):
@@ -62,10 +70,10 @@ def ack(result: Any) -> tuple[bool, Any]:
 class ChatClient:
     """The IDE socket of one terminal: its lock, its running turn and what it shows."""
 
-    def __init__(self, api: HubApi, console: Console, drone: Json, project: Json) -> None:
+    def __init__(self, api: HubApi, screen: Screen, drone: Json, project: Json) -> None:
         self.api = api
-        self.console = console
-        self.view = TurnRenderer(console)
+        self.screen = screen
+        self.view = TurnRenderer(screen)
         self.progress = TurnProgress(self.view)
         self.drone = drone
         self.project = project
@@ -138,14 +146,18 @@ class ChatClient:
                 wait_timeout=10,
             )
         except (socketio.exceptions.ConnectionError, OSError, TimeoutError) as exc:
+            await _discard(sio)
             raise HubUnreachable(
                 f"cannot open the Socket.IO connection to {self.api.url}: {exc}"
             ) from None
+        except asyncio.CancelledError:
+            await _discard(sio)
+            raise
 
     async def close(self) -> None:
         """Stop reconnecting, release the lock when idle, and disconnect."""
         self._quitting = True
-        self.reconnector.stop()
+        await self.reconnector.stop()
         if self.sio.connected:
             if self.chat_id is not None and self.turn_id is None:
                 try:
@@ -153,6 +165,7 @@ class ChatClient:
                 except HubRefused as exc:
                     logger.debug("release on exit: %s", exc)
             await self.sio.disconnect()
+        await _discard(self.sio)
 
     def fail(self, error: TerminalError) -> None:
         """End the chat with `error` (shown by the caller of the read-eval loop)."""
@@ -194,7 +207,8 @@ class ChatClient:
             raise HubRefused("not connected to the hub (reconnecting…)") from None
         ok, value = ack(result)
         if not ok:
-            raise HubRefused(f"{event} refused: {value or 'no reason given'}")
+            reason = str(value or "no reason given")
+            raise HubRefused(f"{event} refused: {reason}", reason)
         return value
 
     async def _request_lock(self, chat_id: str | None) -> str:
@@ -218,6 +232,8 @@ class ChatClient:
                 f"session {self.chat_id} · drone {self.drone['name']} · project {self.project['name']}",
                 "bold blue",
             )
+            for warning in drone_warnings(self.drone):
+                self.view.note(warning, "bold yellow")
             if chat_id is not None:
                 await self._show_history()
         finally:
@@ -245,14 +261,16 @@ class ChatClient:
     async def _catch_up_stored(self, turn_id: str) -> None:
         """The turn in flight ended while we were away: show its rest and its end."""
         try:
-            turn = TurnOut.model_validate(await self.api.turn(turn_id))
+            turn = Turn.model_validate(await self.api.turn(turn_id))
         except (TerminalError, ValidationError) as exc:
             self.view.note(f"could not fetch turn {turn_id}: {exc}", "yellow")
             return
         self.progress.catch_up(turn)
         if turn.status is not TurnStatus.PROCESSING:
             self._finished.add(turn.id)
-            self.view.finished(turn.status is TurnStatus.FINISHED, turn.errorMessage)
+            self.view.finished(
+                turn.status is TurnStatus.FINISHED, turn.errorMessage, turn.cancelled
+            )
             self.progress.begin(None)
             self.turn_id = None
 
@@ -263,7 +281,7 @@ class ChatClient:
 
     async def _show_history(self) -> None:
         assert self.chat_id is not None
-        turns = [TurnOut.model_validate(t) for t in await self.api.turns(self.chat_id)]
+        turns = [Turn.model_validate(t) for t in await self.api.turns(self.chat_id)]
         done = [t for t in turns if t.status is not TurnStatus.PROCESSING]
         if len(done) > HISTORY_TURNS:
             self.view.note(f"… {len(done) - HISTORY_TURNS} earlier turns")
@@ -276,7 +294,11 @@ class ChatClient:
             self.view.note("a turn is running: wait for it, or /cancel it", "yellow")
             return
         self._submitted = prompt
-        turn_id = str(await self.call(IdeEvent.SUBMIT_PROMPT, prompt))
+        try:
+            turn_id = str(await self.call(IdeEvent.SUBMIT_PROMPT, prompt))
+        except HubRefused as exc:
+            self._submitted = None
+            raise HubRefused(f"not sent: {exc.reason}", exc.reason) from None
         if turn_id not in self._finished:
             self.turn_id = turn_id
 
@@ -315,7 +337,7 @@ class ChatClient:
 
     def on_turn_started(self, payload: Any) -> None:
         """A turn of this session started (ours, or another IDE's: then its prompt is shown)."""
-        turn = TurnOut.model_validate(payload)
+        turn = Turn.model_validate(payload)
         if turn.id not in self._finished:
             self.turn_id = turn.id
             self.progress.begin(turn.id)
@@ -325,7 +347,7 @@ class ChatClient:
 
     def on_snapshot(self, payload: Any) -> None:
         """The running turn so far (after a lock, or a retry): print what is not shown yet."""
-        turn = TurnOut.model_validate(payload)
+        turn = Turn.model_validate(payload)
         self.turn_id = turn.id
         self.progress.catch_up(turn)
 
@@ -336,10 +358,14 @@ class ChatClient:
         online = bool(payload.get("online"))
         if online != bool(self.drone.get("online", True)):
             self.view.note(f"· drone {self.drone['name']} is {'online' if online else 'offline'}")
+        before = set(drone_warnings(self.drone))
         self.drone = {**self.drone, **payload}
+        for warning in drone_warnings(self.drone):
+            if warning not in before:
+                self.view.note(warning, "bold yellow")
 
     def on_error(self, payload: Any) -> None:
         """A refused event; refusals of our own requests are reported by their ack."""
         if isinstance(payload, dict) and payload.get("event") in _IDE_EVENTS:
             return
-        self.console.print(Text(f"hub error: {payload}", style="red"))
+        self.view.note(f"hub error: {payload}", "red")
