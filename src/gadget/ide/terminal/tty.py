@@ -9,7 +9,9 @@ as soon as the next row starts, so a long thought never grows the bottom area.
 
 Commits are queued in order and written by one task, so a burst of deltas costs
 one redraw, and what was typed (echoed as a committed line when accepted) never
-lands inside a streamed word.
+lands inside a streamed word. Log records and stderr are committed the same way,
+and asyncio's own exception handler stays in place (prompt_toolkit's would stop
+the chat at "Press ENTER to continue…").
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import io
 import logging
 import re
 import sys
-from collections.abc import Callable
+import termios
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TextIO, cast
 
@@ -92,6 +95,29 @@ def _fit(word: str, width: int, cell_len: Callable[[str], int]) -> int:
     return len(word)
 
 
+@contextlib.contextmanager
+def quiet(fd: int) -> Iterator[None]:
+    """Between prompts: no kernel echo or line editing (typeahead waits unseen), Ctrl-C signals.
+
+    prompt_toolkit puts the terminal in raw mode only while a prompt runs; in
+    between (a command awaiting the hub, the wait at the end of input) the
+    kernel would echo keys into the stream and swallow a Ctrl-D.
+    """
+    try:
+        old = termios.tcgetattr(fd)
+    except termios.error:
+        yield
+        return
+    new = termios.tcgetattr(fd)
+    new[3] &= ~(termios.ICANON | termios.ECHO)
+    new[6][termios.VMIN], new[6][termios.VTIME] = 1, 0
+    termios.tcsetattr(fd, termios.TCSANOW, new)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, old)
+
+
 class TtyScreen:
     """The `Screen` of an interactive terminal (see the module's docstring)."""
 
@@ -109,6 +135,7 @@ class TtyScreen:
 
     async def __aenter__(self) -> TtyScreen:
         self._session = PromptSession(erase_when_done=True, key_bindings=self._keys())
+        self._restore.enter_context(quiet(sys.stdin.fileno()))
         self._capture_stderr()
         return self
 
@@ -242,7 +269,7 @@ class TtyScreen:
         assert self._session is not None, "use TtyScreen as an async context manager"
         self._prompt = prompt or PROMPT
         try:
-            line = await self._session.prompt_async(self._message)
+            line = await self._session.prompt_async(self._message, set_exception_handler=False)
         except EOFError:
             return None
         self.note(Text.assemble((self._prompt, "dim"), line))
@@ -253,6 +280,8 @@ class TtyScreen:
         assert self._session is not None, "use TtyScreen as an async context manager"
         self._prompt = prompt
         try:
-            return await self._session.prompt_async(self._message, is_password=True)
+            return await self._session.prompt_async(
+                self._message, is_password=True, set_exception_handler=False
+            )
         except EOFError:
             return ""
