@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -165,7 +166,7 @@ async def test_mode_refusals_and_a_prompt_in_user_mode_say_the_drones_reason(
                 await term.expect("type a prompt")
                 term.send("/mode agent")
                 await term.expect(
-                    "workspace mode agent refused: agent mode starts with a work order"
+                    "✗ the drone refused workspace mode agent: agent mode starts with a work order"
                 )
                 term.send("/mode user")
                 await term.expect("workspace mode: user")
@@ -202,11 +203,13 @@ async def test_a_cancelled_turn_is_shown_cancelled_live_and_in_the_history(
         await drone.emit("response", "Starting")
         term.send("/cancel")
         await drone.log.wait_for("cancelWorkOrder", lambda a: a == (turn_id,))
-        await drone.emit("workOrderComplete", turn_id, False, "cancelled")
-        await term.expect("⊘ turn cancelled")
+        # Whatever the drone says, a turn ended after a cancel was cancelled (the hub's
+        # stored turn says "cancelled": true; this message alone would not).
+        await drone.emit("workOrderComplete", turn_id, False, "stopped by the user")
+        await term.expect("⊘ turn cancelled: stopped by the user")
         term.send("/sessions 1")  # the same session again: its history
         await term.expect("> a long job")
-        await term.expect("⊘ turn cancelled")
+        await term.expect("⊘ turn cancelled: stopped by the user")
         term.send("/quit")
         assert await term.exit_status() == 0
     finally:
@@ -231,6 +234,35 @@ async def test_piped_input_is_read_line_by_line_and_printed_plainly(hub: HubHarn
     assert "\x1b" not in text and PROMPT not in text  # no colours, no prompt sign: not a tty
 
 
+async def test_the_drone_menu_says_when_offline_drones_were_seen_and_warns_of_no_sandbox(
+    hub: HubHarness,
+) -> None:
+    token = await hub.signup("ann")
+    gone_id, gone_key = await hub.create_drone(token, "buzz")
+    await (await hub.drone(gone_id, gone_key)).close()  # it was seen, then went away
+    fizz_id, fizz_key = await hub.create_drone(token, "fizz")
+    await hub.connect({"registrationId": fizz_id, "key": fizz_key, "sandbox": "none"})
+    async with asyncio.timeout(10):
+        while True:
+            drones = (await hub.http.get("/api/drones", headers=hub.bearer(token))).json()
+            if {d["name"]: d["online"] for d in drones} == {"buzz": False, "fizz": True}:
+                break
+            await asyncio.sleep(0.05)
+    term = Terminal("--hub", hub.url, "--project", "p", "--session", "new", token=token)
+    try:
+        await term.expect("drone number: ")
+        menu = {m[2]: (m[1], m[3]) for m in re.finditer(r"(\d)\) (\w+)  \((.*)\)", term.screen())}
+        assert menu["buzz"][1] == "offline, seen just now"
+        assert menu["fizz"][1] == "online, idle, no sandbox"
+        term.send(menu["fizz"][0])
+        await term.expect("drone fizz runs the agent's commands without a sandbox")
+        await term.expect("type a prompt")
+        term.send("/quit")
+        assert await term.exit_status() == 0
+    finally:
+        term.close()
+
+
 def test_offline_drones_say_when_they_were_seen_and_unsafe_ones_warn() -> None:
     now = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
     assert seen((now - timedelta(minutes=7)).isoformat(), now) == "seen 7 min ago"
@@ -242,8 +274,10 @@ def test_offline_drones_say_when_they_were_seen_and_unsafe_ones_warn() -> None:
     assert "no sandbox" in drone_label(unsafe)
     assert any("without a sandbox" in w for w in drone_warnings(unsafe))
     assert drone_warnings({**unsafe, "sandbox": "bwrap"}) == []
-    conflict = {**unsafe, "sandbox": "bwrap", "conflict": {"host": "box", "pid": 42}}
-    assert any("another process" in w and "pid 42" in w for w in drone_warnings(conflict))
+    conflict = {**unsafe, "sandbox": "bwrap", "conflict": {"hostname": "box", "pid": 42}}
+    assert drone_warnings(conflict) == [
+        "⚠ drone buzz: another process took over its id (hostname box, pid 42)"
+    ]
 
 
 def test_a_long_thought_wraps_at_words_and_folds_long_words() -> None:

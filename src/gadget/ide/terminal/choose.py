@@ -46,9 +46,11 @@ def seen(last_seen: object, now: datetime | None = None) -> str:
 def conflict_text(conflict: object) -> str:
     """The drone-id conflict the hub reports (another process took over), readably."""
     if isinstance(conflict, dict):
-        where = ", ".join(f"{k} {v}" for k, v in conflict.items() if k in {"host", "pid"})
-        reason = conflict.get("message") or conflict.get("reason") or "another process"
-        return f"{reason}{f' ({where})' if where else ''}"
+        where = [f"{k} {conflict[k]}" for k in ("hostname", "pid") if conflict.get(k)]
+        since = (
+            f", since {str(conflict['at'])[:19].replace('T', ' ')}" if conflict.get("at") else ""
+        )
+        return f"{', '.join(where) or 'another process'}{since}"
     return str(conflict)
 
 
@@ -80,7 +82,7 @@ def drone_warnings(drone: Json) -> list[str]:
         )
     if drone.get("conflict"):
         warnings.append(
-            f"⚠ drone {name}: another process uses its id: {conflict_text(drone['conflict'])}"
+            f"⚠ drone {name}: another process took over its id ({conflict_text(drone['conflict'])})"
         )
     model = drone.get("model")
     if drone.get("online") and isinstance(model, dict) and model.get("reachable") is False:

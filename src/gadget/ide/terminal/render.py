@@ -18,17 +18,15 @@ from gadget.ide.terminal.tools import cut as truncate
 from gadget.ide.terminal.tools import tool_panel
 from gadget.protocol import BlockMode, BlockOut, ToolCallOut, TurnOut, TurnStatus
 
-__all__ = ["Turn", "TurnRenderer", "is_cancel", "split_paragraphs", "truncate"]
-
-
-class Turn(TurnOut):
-    """A turn as the hub sends it, with the flag of a cancelled one."""
-
-    cancelled: bool = False
+__all__ = ["TurnRenderer", "is_cancel", "split_paragraphs", "truncate"]
 
 
 def is_cancel(message: str | None) -> bool:
-    """Whether a failed turn's message says it was cancelled (the drone's "cancelled")."""
+    """Whether a failed turn's message says it was cancelled.
+
+    A stored turn says so itself (`"cancelled": true`); the live
+    `workOrderComplete(turnId, false, "cancelled")` says it only in its message.
+    """
     return (message or "").startswith("cancelled")
 
 
@@ -102,8 +100,7 @@ class TurnRenderer:
         if live:
             return
         if turn.status is TurnStatus.ERROR:
-            cancelled = isinstance(turn, Turn) and turn.cancelled
-            self.finished(False, turn.errorMessage, cancelled)
+            self.finished(False, turn.errorMessage, bool(turn.cancelled))
         else:
             self.end_block()
 
@@ -130,6 +127,9 @@ class TurnRenderer:
 
 
 def _detail(message: str | None) -> str:
-    """What a cancel message says beyond "cancelled", e.g. " (the drone was offline)"."""
-    rest = (message or "").removeprefix("cancelled").strip()
-    return f" {inert(rest)}" if rest else ""
+    """What a cancel's message adds: " (the drone was offline)", ": stopped by the user"."""
+    message = (message or "").strip()
+    if is_cancel(message):
+        rest = message.removeprefix("cancelled").strip()
+        return f" {inert(rest)}" if rest else ""
+    return f": {inert(message)}" if message else ""

@@ -149,16 +149,15 @@ class Repl:
         try:
             await self.client.call(IdeEvent.REQUEST_WORKSPACE_MODE, arg)
         except HubRefused as exc:  # the drone's reason, e.g. "agent mode starts with a work order"
-            self._say(f"✗ workspace mode {arg} refused: {exc.reason}", "yellow")
+            self._say(f"✗ {exc.reason}", "yellow")
         return True
 
     async def cmd_cancel(self, arg: str) -> bool:
         """/cancel: ask the drone to stop the running turn."""
-        turn_id = self.client.turn_id
+        turn_id = await self.client.cancel()
         if turn_id is None:
             self._say("no turn is running", "yellow")
             return True
-        await self.client.call(IdeEvent.CANCEL_WORK_ORDER, turn_id)
         self._say(f"cancelling turn {turn_id}…")
         return True
 

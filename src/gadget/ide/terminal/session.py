@@ -25,7 +25,7 @@ from gadget.ide.terminal.choose import drone_warnings
 from gadget.ide.terminal.exceptions import HubRefused, HubUnreachable, TerminalError
 from gadget.ide.terminal.progress import TurnProgress
 from gadget.ide.terminal.reconnect import Reconnector
-from gadget.ide.terminal.render import Turn, TurnRenderer
+from gadget.ide.terminal.render import TurnRenderer
 from gadget.ide.terminal.screen import Screen
 from gadget.protocol import (
     AgentComplete,
@@ -37,6 +37,7 @@ from gadget.protocol import (
     IdeEvent,
     LogArgs,
     ToolCallArgs,
+    TurnOut,
     TurnStatus,
     WorkOrderCompleteArgs,
     parse_args,
@@ -88,6 +89,8 @@ class ChatClient:
         self.reconnector = Reconnector(self)
         self._submitted: str | None = None
         self._finished: set[str] = set()
+        #: Turns this terminal asked to cancel: however they end, they were cancelled.
+        self._cancelled: set[str] = set()
         self._held: list[tuple[str, tuple[Any, ...]]] | None = None
         self._quitting = False
         self._table = self._event_table()
@@ -261,7 +264,7 @@ class ChatClient:
     async def _catch_up_stored(self, turn_id: str) -> None:
         """The turn in flight ended while we were away: show its rest and its end."""
         try:
-            turn = Turn.model_validate(await self.api.turn(turn_id))
+            turn = TurnOut.model_validate(await self.api.turn(turn_id))
         except (TerminalError, ValidationError) as exc:
             self.view.note(f"could not fetch turn {turn_id}: {exc}", "yellow")
             return
@@ -269,7 +272,7 @@ class ChatClient:
         if turn.status is not TurnStatus.PROCESSING:
             self._finished.add(turn.id)
             self.view.finished(
-                turn.status is TurnStatus.FINISHED, turn.errorMessage, turn.cancelled
+                turn.status is TurnStatus.FINISHED, turn.errorMessage, bool(turn.cancelled)
             )
             self.progress.begin(None)
             self.turn_id = None
@@ -281,7 +284,7 @@ class ChatClient:
 
     async def _show_history(self) -> None:
         assert self.chat_id is not None
-        turns = [Turn.model_validate(t) for t in await self.api.turns(self.chat_id)]
+        turns = [TurnOut.model_validate(t) for t in await self.api.turns(self.chat_id)]
         done = [t for t in turns if t.status is not TurnStatus.PROCESSING]
         if len(done) > HISTORY_TURNS:
             self.view.note(f"… {len(done) - HISTORY_TURNS} earlier turns")
@@ -302,6 +305,14 @@ class ChatClient:
         if turn_id not in self._finished:
             self.turn_id = turn_id
 
+    async def cancel(self) -> str | None:
+        """Ask the drone to stop the running turn; its id (`None` when none runs)."""
+        turn_id = self.turn_id
+        if turn_id is not None:
+            await self.call(IdeEvent.CANCEL_WORK_ORDER, turn_id)
+            self._cancelled.add(turn_id)
+        return turn_id
+
     # Hub events -----------------------------------------------------------------------
 
     def on_log(self, *args: Any) -> None:
@@ -319,7 +330,7 @@ class ChatClient:
         """workOrderComplete(turnId, success, message?): the turn is over."""
         done = parse_args(WorkOrderCompleteArgs, args)
         self._finished.add(done.turnId)
-        self.view.finished(done.success, done.message)
+        self.view.finished(done.success, done.message, done.turnId in self._cancelled)
         if done.turnId == self.progress.turn_id:
             self.progress.begin(None)
         if done.turnId == self.turn_id:
@@ -337,7 +348,7 @@ class ChatClient:
 
     def on_turn_started(self, payload: Any) -> None:
         """A turn of this session started (ours, or another IDE's: then its prompt is shown)."""
-        turn = Turn.model_validate(payload)
+        turn = TurnOut.model_validate(payload)
         if turn.id not in self._finished:
             self.turn_id = turn.id
             self.progress.begin(turn.id)
@@ -347,7 +358,7 @@ class ChatClient:
 
     def on_snapshot(self, payload: Any) -> None:
         """The running turn so far (after a lock, or a retry): print what is not shown yet."""
-        turn = Turn.model_validate(payload)
+        turn = TurnOut.model_validate(payload)
         self.turn_id = turn.id
         self.progress.catch_up(turn)
 
