@@ -21,10 +21,12 @@ def _env(hub_url: str) -> dict[str, str]:
     return {**env, "GADGET_HUB_URL": hub_url, "GADGET_LLM_BASE_URL": "http://127.0.0.1:9/v1"}
 
 
-async def gadget_drone(hub_url: str, *args: str) -> tuple[int, str, str]:
+async def gadget_drone(
+    hub_url: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     """`python -m gadget.drone ARGS` to its end: (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gadget.drone", *args, env=_env(hub_url),
+        sys.executable, "-m", "gadget.drone", *args, env={**_env(hub_url), **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 50)
@@ -148,3 +150,19 @@ async def test_key_on_the_command_line_still_works_but_warns(hub: HubHarness, ws
         hub, drone_id, "--id", drone_id, "--key", key, "--workspace", str(ws)
     )
     assert err.count("--key puts the drone key on the command line, where `ps` shows it") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "wanted"),
+    [
+        ("GADGET_SANDBOX", "maybe", "Input should be 'auto', 'bwrap' or 'none'"),
+        ("GADGET_SANDBOX_NETWORK", "perhaps", "Input should be a valid boolean"),
+    ],
+)
+async def test_a_bad_sandbox_setting_is_one_clear_line(
+    ws: Path, name: str, value: str, wanted: str
+) -> None:
+    for args in [("--id", "d", "--key", "k", "--workspace", str(ws)), ("register", "--name", "x")]:
+        code, _, err = await gadget_drone("http://127.0.0.1:9", *args, env={name: value})
+        assert code == 2 and f"{name}={value!r}: {wanted}" in err, err
+        assert len(err.strip().splitlines()) == 1

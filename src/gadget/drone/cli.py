@@ -84,7 +84,12 @@ def _settings(args: argparse.Namespace) -> DroneSettings:
         "drone_key_file": getattr(args, "drone_key_file", None),
         "workspace": getattr(args, "workspace", None),
     }
-    return DroneSettings(**{k: v for k, v in given.items() if v is not None})
+    try:
+        return DroneSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        from gadget.cli import settings_error
+
+        raise DroneError(settings_error(exc)) from None
 
 
 def _with_key(settings: DroneSettings, args: argparse.Namespace) -> DroneSettings:
@@ -148,7 +153,11 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 def _register_command(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except DroneError as exc:
+        print(f"gadget drone register: {exc}", file=sys.stderr)
+        return 2
     key_file: Path | None = args.write_key_file
     if key_file is not None:
         key_file = key_file.expanduser().absolute()
