@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -234,3 +236,75 @@ def test_passwd_asks_twice_and_remove_asks_first_in_a_terminal(tmp_path: Path) -
     assert code == 1 and "nothing removed" in out
     code, out = in_terminal(home, "user", "remove", "dora", answers=[(question, "y")])
     assert code == 0 and "removed user dora" in out
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pairs(words: list[str]) -> list[tuple[str, str]]:
+    """(the word before, the word) for each word: a placeholder's meaning is its flag."""
+    return list(zip(["", *words], words, strict=False))
+
+
+def readme_gadget_commands() -> list[list[str]]:
+    """The arguments of every `gadget …` line the README gives to run: in sh blocks, the
+    command table, and code spans with flags (not a mention such as `gadget chat`)."""
+    text = (ROOT / "README.md").read_text()
+    pieces = [p for p in re.findall(r"`([^`\n]+)`", text) if " -" in p]
+    pieces += re.findall(r"^\| `(gadget [^`]+)`", text, flags=re.M)
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+        pieces += [line.split("#")[0] for line in block.splitlines()]
+    found = []
+    for piece in pieces:
+        for command in piece.replace("[", "").replace("]", "").split("&&"):
+            if re.search(r"(^|\s)gadget(\s|$)", command) and "…" not in command:
+                words = shlex.split(command)
+                args = words[words.index("gadget") + 1 :]
+                if args:  # not "the `gadget` command"
+                    found.append(
+                        ["8421" if a == "P" and b == "--port" else a for b, a in pairs(args)]
+                    )
+    return found
+
+
+def test_every_gadget_command_in_the_readme_is_accepted_as_written() -> None:
+    from gadget.cli import build_parser
+
+    commands = readme_gadget_commands()
+    shown = {" ".join(c[:2]) for c in commands}
+    assert {"up", "hub --host", "user add", "user list", "user passwd", "user remove"} <= shown
+    assert {"drone register", "chat --hub", "up --print-drone", "up --forget-drone"} <= shown
+    assert len(commands) >= 20
+    for args in commands:
+        try:
+            build_parser().parse_args(args)
+        except SystemExit as exc:  # argparse's way to refuse (2) or to show --help (0)
+            assert exc.code == 0, f"the README's `gadget {' '.join(args)}` is refused"
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "Run the tests, in the clone" in readme and "```sh\nuv run pytest\n```" in readme
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert ci[-1] == "uv run pytest"
+
+
+def test_the_installed_entry_point_works_from_another_folder(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("gadget")
+    assert script.exists(), "the project's console script `gadget` is not installed"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GADGET_")}
+    env["GADGET_HOME"] = str(tmp_path / "home")
+    done = subprocess.run(
+        [str(script), "up", "--print-drone"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"gadget up: no drone is registered for {tmp_path.resolve()} yet: run `gadget up` there\n"
+    )
+    helped = subprocess.run(
+        [str(script), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert helped.returncode == 0
+    for command in ("hub", "user", "drone", "chat", "up"):
+        assert command in helped.stdout

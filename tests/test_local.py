@@ -16,6 +16,10 @@ from pathlib import Path
 
 import httpx
 
+from gadget.config import Settings
+from gadget.store.database import make_engine
+from gadget.store.repository import Store
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -204,13 +208,43 @@ async def test_up_serves_the_ide_with_a_local_drone_and_stops_on_ctrl_c(tmp_path
             )
             headers = {"Authorization": f"Bearer {login.json()['token']}"}
             await wait_drone_online(http, headers)
-            assert len((await http.get("/api/drones", headers=headers)).json()) == 1
+            drones = (await http.get("/api/drones", headers=headers)).json()
+            assert len(drones) == 1
             assert len((await http.get("/api/projects", headers=headers)).json()) == 1
         await stop(proc)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+    await print_and_forget_the_drone(tmp_path, drones[0]["_id"])
+
+
+async def up_once(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """`gadget up ARGS` that exits by itself: (exit code, what it printed)."""
+    proc = await launch_up(tmp_path, *args)
+    async with killed_at_exit(proc), asyncio.timeout(60):
+        assert proc.stdout is not None
+        out = (await proc.stdout.read()).decode()
+        return await proc.wait(), out
+
+
+async def print_and_forget_the_drone(tmp_path: Path, drone_id: str) -> None:
+    """The README's way to run `gadget up`'s drone by hand, and to forget it."""
+    state = json.loads((tmp_path / "home" / "local.json").read_text())
+    key = state["drones"][str(tmp_path / "myproject")]["key"]
+    code, out = await up_once(tmp_path, "--print-drone")
+    assert code == 0, out
+    assert f"gadget drone --id {drone_id} --key {key} --workspace {tmp_path / 'myproject'}" in out
+
+    code, out = await up_once(tmp_path, "--forget-drone")
+    assert code == 0 and f"forgot the drone of {tmp_path / 'myproject'} ({drone_id})" in out
+    store = Store(make_engine(Settings(home=tmp_path / "home").resolved_database_url()))
+    try:
+        assert await store.get_drone(drone_id) is None  # its key no longer works
+    finally:
+        await store.close()
+    code, out = await up_once(tmp_path, "--print-drone")
+    assert code == 1 and out.startswith(f"gadget up: no drone is registered for {tmp_path}")
 
 
 async def test_a_killed_up_takes_its_drone_with_it(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 def cmd_user_passwd(args: argparse.Namespace) -> int:
     """Give a user a new password (prompted unless --password is given)."""
     from gadget.hub.admin import set_password
-    from gadget.local import forget_password
+    from gadget.localstate import forget_password
 
     password = _new_password(args)
     if password is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import signal
@@ -19,14 +18,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from gadget.config import DroneSettings, Settings
 from gadget.exceptions import CommandError
+from gadget.localstate import STATE_FILE, forget_drone, load_state, save_state, workspace_drone
 from gadget.logs import log_context
 from gadget.runtime import run
 from gadget.supervisor import DroneSupervisor, Outcome
 
 if TYPE_CHECKING:
     from gadget.hub.app import Hub
-
-STATE_FILE = "local.json"
 
 
 def add_up_parser(subparsers: Any) -> None:
@@ -35,6 +33,17 @@ def add_up_parser(subparsers: Any) -> None:
     up.add_argument("--port", type=int, help="hub port (default 8420)")
     up.add_argument("--home", help="data directory (GADGET_HOME, default ~/.gadget)")
     up.add_argument("--workspace", type=Path, help="the folder to work on (default: this one)")
+    once = up.add_mutually_exclusive_group()
+    once.add_argument(
+        "--print-drone",
+        action="store_true",
+        help="print the id and key of this folder's drone and how to run it by hand, then exit",
+    )
+    once.add_argument(
+        "--forget-drone",
+        action="store_true",
+        help="delete this folder's drone (the next `gadget up` here registers a new one), then exit",
+    )
     up.set_defaults(func=_up_command)
 
 
@@ -49,7 +58,38 @@ def _up_command(args: argparse.Namespace) -> int:
     except FileNotFoundError:  # the shell's folder was deleted under it
         print("gadget up: the current folder no longer exists; cd to one", file=sys.stderr)
         return 1
-    return run(up(Settings(**overrides), workspace))
+    settings = Settings(**overrides)
+    try:
+        if args.print_drone:
+            return _print_drone(settings, workspace)
+        if args.forget_drone:
+            return run(_forget_drone(settings, workspace))
+    except CommandError as exc:
+        print(f"gadget up: {exc}", file=sys.stderr)
+        return 1
+    return run(up(settings, workspace))
+
+
+def _print_drone(settings: Settings, workspace: Path) -> int:
+    drone_id, key = workspace_drone(settings.home, workspace)
+    print(f"the drone of {workspace} (from {settings.home / STATE_FILE}):")
+    print(f"  id:  {drone_id}\n  key: {key}")
+    print("run it by hand, while `gadget hub` serves (not `gadget up`, which runs its own):")
+    print(f"  gadget drone --id {drone_id} --key {key} --workspace {workspace}")
+    return 0
+
+
+async def _forget_drone(settings: Settings, workspace: Path) -> int:
+    from gadget.hub.admin import remove_drone  # the database is opened only for this
+
+    drone_id = forget_drone(settings.home, workspace)
+    if drone_id is None:
+        print(f"gadget up: no drone is registered for {workspace}; nothing to forget")
+        return 0
+    await remove_drone(settings, drone_id)
+    print(f"forgot the drone of {workspace} ({drone_id}): its key no longer works, and")
+    print("the next `gadget up` in this folder registers a new one")
+    return 0
 
 
 def workspace_problem(workspace: Path) -> str | None:
@@ -61,46 +101,6 @@ def workspace_problem(workspace: Path) -> str | None:
     if not os.access(workspace, os.R_OK | os.X_OK):
         return f"the workspace {workspace} cannot be read by this user; fix its permissions"
     return None
-
-
-def _load_state(home: Path) -> dict[str, Any]:
-    """`$GADGET_HOME/local.json`: the local user and each workspace's drone."""
-    path = home / STATE_FILE
-    if not path.exists():
-        return {"drones": {}}
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CommandError(
-            f"cannot read {path}: {exc}; fix it or move it away (a new drone is registered then)"
-        ) from None
-    if not isinstance(state, dict) or not isinstance(state.setdefault("drones", {}), dict):
-        raise CommandError(f"{path}: expected a JSON object with a 'drones' object")
-    return state
-
-
-def _save_state(home: Path, state: dict[str, Any]) -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(state, fh, indent=2)
-    os.replace(tmp, path)
-
-
-def forget_password(home: Path, username: str) -> bool:
-    """Drop the saved password of `gadget up`'s user `username` (it was changed); whether it was."""
-    try:
-        state = _load_state(home)
-    except CommandError:
-        return False
-    saved = state.get("user")
-    if not isinstance(saved, dict) or saved.get("username") != username or "password" not in saved:
-        return False
-    del saved["password"]
-    _save_state(home, state)
-    return True
 
 
 async def _ensure_user(hub: Hub, state: dict[str, Any]) -> tuple[str, str, str | None, bool]:
@@ -194,7 +194,7 @@ async def _up(settings: Settings, workspace: Path) -> int:
     # Everything that can be refused is checked before the hub is built or anything registered.
     if problem := workspace_problem(workspace):
         raise CommandError(problem)
-    state = _load_state(settings.home)
+    state = load_state(settings.home)
     from gadget.hub.exceptions import HubError  # the hub loads only when `up` runs
     from gadget.hub.server import Server, listen, start, uvicorn_config
 
@@ -229,7 +229,7 @@ async def _serve_workspace(
     user_id, username, password, created = await _ensure_user(hub, state)
     drone_id, key = await _ensure_drone(hub, state, user_id, workspace)
     await _ensure_project(hub, user_id, workspace)
-    _save_state(settings.home, state)
+    save_state(settings.home, state)
     url = f"http://{settings.host}:{settings.port}"
     supervisor = drone_supervisor(url, drone_id, key, workspace)
     with log_context(drone=drone_id, user=user_id):  # the supervisor's task copies the ids

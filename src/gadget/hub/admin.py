@@ -1,4 +1,4 @@
-"""Administrative actions run outside a serving hub (`gadget user add|list|passwd|remove`)."""
+"""Administrative actions run outside a serving hub (`gadget user …`, `gadget up --forget-drone`)."""
 
 from __future__ import annotations
 
@@ -94,3 +94,12 @@ async def remove_user(settings: Settings, username: str) -> None:
     async with _store(settings) as store:
         user = await _user(store, username)
         await store.delete_user(user.id)
+
+
+async def remove_drone(settings: Settings, drone_id: str) -> bool:
+    """Delete a drone registration (its key stops working); whether it existed."""
+    async with _store(settings) as store:
+        if await store.get_drone(drone_id) is None:
+            return False
+        await store.delete_drone(drone_id)
+        return True
