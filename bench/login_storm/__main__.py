@@ -38,6 +38,7 @@ class Options:
     logins: int
     warmup: float
     duration: float
+    pin: bool
 
 
 @dataclasses.dataclass
@@ -54,6 +55,11 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--streams", type=int, default=20, help="paced streams (default 20)")
     p.add_argument("--rate", type=float, default=25, help="tokens/s per stream (default 25)")
     p.add_argument("--logins", type=int, default=50, help="concurrent logins (default 50)")
+    p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the hub and the load generator use every CPU (default: one each)",
+    )
     a = p.parse_args(argv)
     return Options(
         rounds=1 if a.quick else max(1, min(a.rounds, 20)),
@@ -62,6 +68,7 @@ def parse(argv: list[str] | None) -> Options:
         logins=max(1, min(a.logins, 500)),
         warmup=0.5 if a.quick else 1.0,
         duration=3.0 if a.quick else 5.0,
+        pin=not a.no_pin,
     )
 
 
@@ -92,7 +99,7 @@ async def one_round(
 
 
 async def run(o: Options) -> tuple[list[Round], dict[str, str]]:
-    server_cpu, client_cpu = pin_cpus()
+    server_cpu, client_cpu = pin_cpus() if o.pin else (None, None)
     setup = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "pinning": f"hub CPU {server_cpu}, clients CPU {client_cpu}",

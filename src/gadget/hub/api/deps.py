@@ -16,10 +16,14 @@ if TYPE_CHECKING:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_hub(request: Request) -> Hub:
-    """The hub whose app serves this request."""
+def _hub(request: Request) -> Hub:
     hub: Hub = request.app.state.hub
     return hub
+
+
+async def get_hub(request: Request) -> Hub:
+    """The hub whose app serves this request (async: FastAPI runs a sync one in a thread)."""
+    return _hub(request)
 
 
 HubDep = Annotated["Hub", Depends(get_hub)]
@@ -36,7 +40,7 @@ async def current_user(
     """
     if credentials is None:
         raise AuthError("expected an Authorization: Bearer <token> header (log in first)")
-    hub = get_hub(request)
+    hub = _hub(request)
     user = await hub.store.get_user(hub.auth.user_id_from_token(credentials.credentials))
     if user is None:
         raise AuthError("unknown user: log in again")
