@@ -82,16 +82,20 @@ class Client:
         await self.sio.disconnect()
 
 
-class HubHarness:
-    """A running hub and helpers that act as a user of it."""
+class HubClient:
+    """Helpers that act as a user of the hub at `url` (in this process or not): REST, sockets."""
 
-    def __init__(self, server: uvicorn.Server, hub: Hub, url: str) -> None:
-        self.server = server
-        self.hub = hub
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.settings = hub.settings
         self.http = httpx.AsyncClient(base_url=url, timeout=30)
         self.clients: list[Client] = []
+
+    async def close(self) -> None:
+        """Disconnect every client and close the HTTP client."""
+        for c in self.clients:
+            with contextlib.suppress(Exception):
+                await c.sio.disconnect()
+        await self.http.aclose()
 
     async def signup(self, username: str, password: str = "pw-secret") -> str:
         """Register a user; returns its token."""
@@ -133,7 +137,11 @@ class HubHarness:
         log.attach(sio)
         if setup is not None:
             setup(sio)
-        await sio.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=10)
+        try:
+            await sio.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=10)
+        except socketio.exceptions.ConnectionError:
+            await sio.disconnect()  # else a refused client keeps its HTTP session open
+            raise
         client = Client(sio, log)
         self.clients.append(client)
         return client
@@ -180,15 +188,19 @@ class HubHarness:
         self.clients.append(client)
         return client
 
+
+class HubHarness(HubClient):
+    """A hub running in this process, and helpers that act as a user of it."""
+
+    def __init__(self, server: uvicorn.Server, hub: Hub, url: str) -> None:
+        super().__init__(url)
+        self.server = server
+        self.hub = hub
+        self.settings = hub.settings
+
     async def settle(self) -> None:
         """Wait until every buffered block and queued write is in the database."""
         await self.hub.recorder.drain()
-
-    async def close(self) -> None:
-        for c in self.clients:
-            with contextlib.suppress(Exception):
-                await c.sio.disconnect()
-        await self.http.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -29,27 +29,37 @@ does, it is sent only when the request asked for it (``stream_options.include_us
 as a last chunk with no choices (and ``"usage": null`` on the others).
 
 ``GET /v1/models`` lists :attr:`ScriptedLLM.models` (or fails with ``models_status``).
+
+For fault tests, ``numbered_reply(2400, chunk_delay_s=0.005)`` streams ``t0001 t0002 …
+t2400`` one token a chunk, and ``count_tokens(shown_text, 2400)`` says how many of them are
+missing from a stored or shown text and how many are there more than once or out of order.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "Reply",
     "ScriptedLLM",
+    "TokenCount",
     "content",
+    "count_tokens",
     "error_reply",
     "finish",
+    "numbered_reply",
+    "numbered_text",
     "reasoning",
     "split",
     "text_reply",
@@ -155,6 +165,54 @@ def tool_reply(
 def error_reply(status: int, message: str = "scripted failure", **options: Any) -> Reply:
     """An HTTP error answer (500, 429, 404, ...)."""
     return Reply(status=status, error=message, **options)
+
+
+def _token(number: int, count: int) -> str:
+    return f"t{number:0{max(4, len(str(count)))}d} "
+
+
+def numbered_text(count: int) -> str:
+    """``t0001 t0002 … tN `` (each token followed by a space): what :func:`numbered_reply` says."""
+    return "".join(_token(i, count) for i in range(1, count + 1))
+
+
+def numbered_reply(count: int, *, per_chunk: int = 1, **options: Any) -> Reply:
+    """A final answer of `count` numbered tokens, `per_chunk` tokens a content delta.
+
+    Pace it with ``chunk_delay_s`` so a fault can land mid-stream; any other Reply option
+    (``delay_s``, ``usage``, ``hang``) passes through.
+    """
+    tokens = [_token(i, count) for i in range(1, count + 1)]
+    chunks = [content("".join(tokens[i : i + per_chunk])) for i in range(0, count, per_chunk)]
+    return Reply([*chunks, finish("stop")], **options)
+
+
+class TokenCount(NamedTuple):
+    """How a text differs from ``t1 … tN`` once each, in order: ``(0, 0)`` when it does not."""
+
+    #: Tokens of t1..tN not found in their place (lost, or only out of order).
+    missing: int
+    #: Tokens found beyond those in place: repeated, out of order, or not in 1..N.
+    duplicated: int
+
+
+_NUMBERED = re.compile(r"t(\d+)")
+
+
+def count_tokens(text: str, count: int) -> TokenCount:
+    """Compare the numbered tokens in `text` with t1..t`count`, each once, in order.
+
+    The tokens "in place" are the longest strictly increasing run of numbers in 1..count
+    found in `text` (not necessarily adjacent): a lost token makes one missing, a repeated
+    one one duplicated, a token moved out of order one of each.
+    """
+    numbers = [int(n) for n in _NUMBERED.findall(text)]
+    tails: list[int] = []  # tails[k]: smallest last number of an increasing run of k + 1
+    for n in numbers:
+        if 1 <= n <= count:
+            k = bisect.bisect_left(tails, n)
+            tails[k : k + 1] = [n]
+    return TokenCount(missing=count - len(tails), duplicated=len(numbers) - len(tails))
 
 
 class ScriptedLLM:
