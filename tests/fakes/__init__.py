@@ -1,1 +1,1 @@
-"""Fakes of what lies outside Gadget Code (an OpenAI-compatible LLM server)."""
+"""Stand-ins for what lies outside Gadget Code (an LLM server, the network), and process tools."""

@@ -330,7 +330,8 @@ class Processes:
 
     async def close(self) -> None:
         """Close the clients, then stop every process (SIGTERM, SIGKILL if it lingers)."""
-        for client in self._clients:
+        clients, self._clients = self._clients, []
+        for client in clients:
             await client.close()
 
         async def stop(proc: ManagedProcess) -> None:

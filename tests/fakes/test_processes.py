@@ -104,7 +104,7 @@ async def test_a_process_that_never_gets_ready_says_why_with_its_output(
     settings = drone_settings(ws, hub_url=hub.url, drone_id=drone_id, drone_key="gdk_wrong")
     drone = await procs.drone(settings, api, token, wait_online=False)
     await drone.output.wait_for("wrong key", timeout=60)
-    with pytest.raises(ProcessError, match="not listed online by the hub within 0.5 s") as err:
+    with pytest.raises(ProcessError, match=r"not listed online by the hub within 0\.5 s") as err:
         await drone.wait_online(timeout=0.5)
     assert "wrong key" in str(err.value)  # the end of its output says why
 

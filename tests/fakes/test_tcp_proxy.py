@@ -164,13 +164,15 @@ async def test_from_a_shell_with_stdin_commands_and_sigusr1(echo: Echo) -> None:
         cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    async def command(line: str) -> str:
+        stdin.write(line.encode() + b"\n")
+        answer: bytes = await asyncio.wait_for(stdout.readline(), 10)
+        return answer.decode().strip()
+
     try:
-
-        async def command(line: str) -> str:
-            proc.stdin.write(line.encode() + b"\n")  # type: ignore[union-attr]
-            return (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().strip()  # type: ignore[union-attr]
-
-        banner = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        banner = (await asyncio.wait_for(stdout.readline(), 20)).decode()
         found = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", banner)
         assert found, banner
         port = int(found[1])
