@@ -54,6 +54,9 @@ __all__ = [
 ]
 
 _POLL_S = 0.05
+#: Seconds a hub or drone gets to become ready: a start is mostly imports, which take
+#: 5-15 s on a loaded 2-core machine.
+READY_S = 60.0
 GADGET = (sys.executable, "-m", "gadget.cli")
 
 
@@ -212,12 +215,12 @@ class HubProcess(ManagedProcess):
         self.settings = settings
         self.url = f"http://{settings.host}:{settings.port}"
 
-    async def start(self, timeout: float = 30) -> None:
+    async def start(self, timeout: float = READY_S) -> None:
         """Start it and wait until `/healthz` answers 200."""
         await super().start()
         await self.wait_healthy(timeout)
 
-    async def wait_healthy(self, timeout: float = 30) -> None:
+    async def wait_healthy(self, timeout: float = READY_S) -> None:
         """Until `GET /healthz` answers 200 (ProcessError if it exits or times out)."""
         async with httpx.AsyncClient(base_url=self.url, timeout=2) as http:
             try:
@@ -232,7 +235,7 @@ class HubProcess(ManagedProcess):
         code = await self.wait()
         raise self.failure(f"exited with code {code} before /healthz answered 200")
 
-    async def restart(self, timeout: float = 30) -> None:
+    async def restart(self, timeout: float = READY_S) -> None:
         """SIGKILL it if it runs, then start it on the same port and data directory."""
         if self.running:
             await self.kill()
@@ -249,7 +252,7 @@ class DroneProcess(ManagedProcess):
         super().__init__(name, [*GADGET, "drone"], settings_env(settings), log)
         self.settings, self.hub, self.token = settings, hub, token
 
-    async def start(self, timeout: float = 30, wait_online: bool = True) -> None:
+    async def start(self, timeout: float = READY_S, wait_online: bool = True) -> None:
         """Start it and (unless told not to) wait until the hub lists it online."""
         await super().start()
         if wait_online:
@@ -262,7 +265,7 @@ class DroneProcess(ManagedProcess):
         mine = [d for d in r.json() if d["_id"] == self.settings.drone_id]
         return bool(mine and mine[0].get("online"))
 
-    async def wait_online(self, timeout: float = 30) -> None:
+    async def wait_online(self, timeout: float = READY_S) -> None:
         """Until the hub lists it online (ProcessError if it exits or times out)."""
         try:
             async with asyncio.timeout(timeout):
@@ -307,7 +310,7 @@ class Processes:
         token: str,
         name: str = "drone",
         wait_online: bool = True,
-        timeout: float = 30,
+        timeout: float = READY_S,
     ) -> DroneProcess:
         """A started drone (listed online by `hub`, unless told not to wait)."""
         proc = self.add(DroneProcess(settings, hub, token, self.log(name), name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ async def finished_turn(api: HubClient, token: str, turn_id: str) -> dict[str, A
         turn = await api.get_turn(token, turn_id)
         if turn["status"] != "processing":
             return turn
+        await asyncio.sleep(0.05)
 
 
 def responding(turn: dict[str, Any]) -> str:
@@ -95,7 +97,7 @@ async def test_a_process_that_never_gets_ready_says_why_with_its_output(
         taken.listen()
         with pytest.raises(ProcessError, match=r"exited with code [1-9]\d* before /healthz") as err:
             await procs.hub("busy", port=taken.getsockname()[1])
-    assert "address already in use" in str(err.value)
+    assert "in use" in str(err.value)  # the end of its output says why
 
     hub = await procs.hub()
     api = procs.client(hub.url)
