@@ -21,13 +21,19 @@ import uvicorn
 from gadget.config import Settings
 from gadget.hub.app import Hub
 from gadget.hub.server import start, uvicorn_config
+from gadget.protocol import STREAM_EVENTS, split_mark
 
 
 @dataclass
 class EventLog:
-    """Every event a client received, in order, with a way to wait for one."""
+    """Every event a client received, in order, with a way to wait for one.
+
+    A stream event's trailing `{"turnId", "seq"}` mark is kept apart (`marks`, same
+    index as `events`), so assertions on arguments read as the reference's events.
+    """
 
     events: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    marks: list[tuple[str, int] | None] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def attach(self, sio: socketio.AsyncClient) -> None:
@@ -39,8 +45,16 @@ class EventLog:
         sio.on("*", handler=catch_all)
 
     def add(self, event: str, args: tuple[Any, ...]) -> None:
+        marked = None
+        if event in STREAM_EVENTS:
+            args, marked = split_mark(args)
         self.events.append((event, args))
+        self.marks.append(marked)
         self._changed.set()
+
+    def marked(self, event: str) -> list[tuple[tuple[Any, ...], tuple[str, int] | None]]:
+        """Each `event` received so far with its mark (None when it had none)."""
+        return [(a, m) for (e, a), m in zip(self.events, self.marks, strict=True) if e == event]
 
     def of(self, event: str) -> list[tuple[Any, ...]]:
         """The argument tuples of every `event` received so far."""
@@ -200,7 +214,7 @@ class HubHarness(HubClient):
 
     async def settle(self) -> None:
         """Wait until every buffered block and queued write is in the database."""
-        await self.hub.recorder.drain()
+        await self.hub.settle()
 
 
 @contextlib.asynccontextmanager

@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     password_workers: int = Field(default=2, ge=1, le=32)
     #: Most drones one user may register.
     max_drones_per_user: int = Field(default=10_000, ge=1)
+    #: Longest a request waits for the database before it is refused as unavailable.
+    db_timeout_s: float = Field(default=10.0, gt=0)
+    #: Most memory held for stream writes not yet stored; past it new stream events are
+    #: refused (the drones keep and resend them) until the database catches up.
+    uncommitted_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    #: How often deadlines (grace, retry, lock release) are swept.
+    sweep_interval_s: float = Field(default=0.5, gt=0)
+    #: How long a reconnecting drone that runs nothing may take to ask to recover the
+    #: turn its lease still has, before that turn ends.
+    recovery_window_s: float = Field(default=5.0, gt=0)
+    #: Most packets queued for one IDE socket before it is disconnected as too slow.
+    ide_queue_max: int = Field(default=20_000, gt=0)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to an SQLite file in `home`."""

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 __all__ = [
     "MAX_CONTENT",
     "MAX_PAYLOAD",
+    "STREAM_EVENTS",
     "AgentComplete",
     "AgentResponse",
     "AgentThinking",
@@ -30,6 +31,7 @@ __all__ = [
     "CrashRecoveryRequest",
     "CrashRecoveryResponse",
     "DroneEvent",
+    "ErrorCode",
     "HubEvent",
     "IdeEvent",
     "LogArgs",
@@ -42,8 +44,10 @@ __all__ = [
     "TurnStatus",
     "WorkOrderCompleteArgs",
     "WorkspaceMode",
+    "mark",
     "parse_args",
     "parse_mode",
+    "split_mark",
 ]
 
 #: Largest single streamed text delta accepted (thinking / response), in characters.
@@ -143,6 +147,40 @@ class HubEvent(StrEnum):
     DRONE_STATE = "droneState"
     #: hub→IDE / hub→drone: an event was refused (malformed, unauthorized).
     ERROR = "error"
+    #: hub→drone: every event of a turn up to a seq is stored (the drone may forget them).
+    STREAM_ACK = "streamAck"
+
+
+#: Drone events that are numbered per turn (`{"turnId", "seq"}` as a trailing argument),
+#: kept by the drone until acknowledged, applied once by the hub, and forwarded with their mark.
+STREAM_EVENTS = frozenset(
+    {
+        DroneEvent.THINKING,
+        DroneEvent.RESPONSE,
+        DroneEvent.TOOL_CALL,
+        DroneEvent.WORK_ORDER_COMPLETE,
+        DroneEvent.AGENT_THINKING,
+        DroneEvent.AGENT_RESPONSE,
+        DroneEvent.AGENT_TOOL_CALL,
+        DroneEvent.AGENT_TOOL_RESULT,
+        DroneEvent.AGENT_COMPLETE,
+    }
+)
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable `code` of an `error` event, where the receiver acts on it."""
+
+    #: A stream event's seq is not the next one: resend from `expected`.
+    GAP = "gap"
+    #: The hub holds too much not yet stored: resend from `expected` a little later.
+    FULL = "full"
+    #: Another process connected with this drone's id and replaced this one.
+    REPLACED = "replaced"
+    #: The socket fell too far behind the stream and is being disconnected.
+    SLOW = "slow"
+    #: Too many events, or too large, from this socket.
+    LIMIT = "limit"
 
 
 class _Wire(BaseModel):
@@ -291,6 +329,9 @@ class TurnOut(_Wire):
     blocks: list[BlockOut] = Field(default_factory=list)
     toolCalls: list[ToolCallOut] = Field(default_factory=list)
     stats: dict[str, Any] = Field(default_factory=dict)
+    #: The last stream event included (its seq; 0 before the first): a client that saw
+    #: this turn up to here applies only events with a higher seq.
+    seq: int = 0
     #: Live turns only: the stream so far of each subagent still running, by agentId,
     #: as `[event, payload]` pairs (a finished subagent's is in its tool call's `subagent.stream`).
     agentStreams: dict[str, list[Any]] | None = None
@@ -298,6 +339,32 @@ class TurnOut(_Wire):
     def wire(self) -> dict[str, Any]:
         """The JSON-ready dict with `_id` and without unset optional fields."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def mark(turn_id: str, seq: int) -> dict[str, Any]:
+    """The trailing argument that numbers a stream event: `{"turnId", "seq"}`."""
+    return {"turnId": turn_id, "seq": seq}
+
+
+def split_mark(args: tuple[Any, ...] | list[Any]) -> tuple[tuple[Any, ...], tuple[str, int] | None]:
+    """Separate a trailing `{"turnId", "seq"}` from an event's arguments.
+
+    Returns the arguments without it, and `(turnId, seq)` or None when the event has
+    no mark (a reference drone). A mark must be exactly those two keys with a non-empty
+    string and a positive integer; anything else is left as an ordinary argument.
+    """
+    if args:
+        last = args[-1]
+        if type(last) is dict and len(last) == 2:
+            turn_id, seq = last.get("turnId"), last.get("seq")
+            if (
+                type(turn_id) is str
+                and 0 < len(turn_id) <= MAX_ID
+                and type(seq) is int
+                and 0 < seq < 2**53
+            ):
+                return tuple(args[:-1]), (turn_id, seq)
+    return tuple(args), None
 
 
 class ArgsError(ValueError):

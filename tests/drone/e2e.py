@@ -127,8 +127,7 @@ async def wait_online(session: Session, timeout: float = 15) -> None:
     """Until the hub sees the drone (a lock succeeds)."""
     async with asyncio.timeout(timeout):
         while True:
-            link = session.hub.hub.router.drones.get(session.drone_id)
-            if link is not None and link.online:
+            if session.hub.hub.drones.here(session.drone_id) is not None:
                 return
             await asyncio.sleep(0.05)
 

@@ -306,8 +306,9 @@ async def test_a_dropped_connection_mid_turn_loses_nothing(hub: HubHarness, ws: 
             turn_id = await s.submit("sleep")
             assert s.ide is not None
             await s.ide.log.wait_for("status", lambda a: a[0].startswith("running: sleep"))
-            link = hub.hub.router.drones[s.drone_id]
-            await hub.hub.sio.disconnect(link.sid)
+            state = hub.hub.drones.here(s.drone_id)
+            assert state is not None
+            await hub.hub.sio.disconnect(state.sid)
             assert await s.completion(turn_id) == (turn_id, True)
             turn = await s.turn(turn_id)
             assert drone.sio.connected

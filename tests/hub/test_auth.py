@@ -54,7 +54,7 @@ async def test_connect_refusals_say_why(hub: HubHarness) -> None:
     for name, (auth, expected) in cases.items():
         message = await refused(hub, auth)
         assert expected in message, (name, message)
-    assert hub.hub.router.ides == {} and hub.hub.router.drone_sids == {}
+    assert len(hub.hub.ides) == 0 and len(hub.hub.drones) == 0
     # The right credentials still work.
     await hub.ide(token)
     await hub.drone(drone_id, key)

@@ -70,9 +70,9 @@ async def still_serving(hub: HubHarness, s: Session) -> None:
         assert crashed == []
         reply = await client.sio.call("ping?", (), timeout=10)
         assert tuple(reply) == (False, "unknown event 'ping?'")
-    link = hub.hub.router.drones[s.drone_id]
-    if link.current_turn_id is not None:  # a garbage prompt that happened to be valid
-        await s.drone.emit("workOrderComplete", link.current_turn_id, True)
+    lease = await hub.hub.drones.lease(s.drone_id)
+    if lease is not None and lease.current_turn_id is not None:  # a valid garbage prompt
+        await s.drone.emit("workOrderComplete", lease.current_turn_id, True)
     assert tuple(await lock(s, s.ide)) == (True, s.chat_id)
     turn_id = await start_turn(s.ide, s.drone, "normal prompt")
     await s.drone.emit("thinking", "fine")

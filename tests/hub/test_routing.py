@@ -85,7 +85,7 @@ async def test_a_refused_workspace_mode_acks_the_drones_reason(hub: HubHarness) 
     assert ok is True
     ok, reason = await ide.call("requestWorkspaceMode", "agent")
     assert ok is False
-    assert reason == "the drone refused workspace mode agent: agent mode starts with a work order"
+    assert reason == "agent mode starts with a work order"
 
 
 async def test_a_prompt_in_user_mode_is_refused_without_a_turn(hub: HubHarness) -> None:

@@ -281,7 +281,7 @@ async def test_a_turn_that_ends_while_disconnected_shows_its_rest_after_reconnec
         turn_id = await next_turn(drone)
         await drone.emit("thinking", "First thoughts")
         await term.expect("First thoughts")
-        for sid in list(hub.hub.router.ides):  # drop the terminal's socket
+        for sid in hub.hub.ides.sids():  # drop the terminal's socket
             await hub.hub.sio.disconnect(sid)
         # While it is away: the thinking block grows, a tool runs, the answer comes, the end.
         await drone.emit("thinking", " and second thoughts")

@@ -24,14 +24,19 @@ from gadget.hub.bus import Bus
 from gadget.hub.core import Core
 from gadget.hub.limits import login_throttle
 from gadget.hub.logs import install_frame_filter
-from gadget.hub.recorder import Recorder
 from gadget.hub.recovery import Recovery
-from gadget.hub.routing import Router
 from gadget.hub.sessions import Sessions
 from gadget.hub.sockets.base import Dispatcher, HubServer
 from gadget.hub.sockets.connect import ConnectHandlers
 from gadget.hub.sockets.drone import DroneHandlers
 from gadget.hub.sockets.ide import IdeHandlers
+from gadget.hub.state.drones import Drones, node_id
+from gadget.hub.state.ides import Ides
+from gadget.hub.state.presence import MemoryPresence
+from gadget.hub.state.sweeper import Sweeper
+from gadget.hub.stream.acks import Acks
+from gadget.hub.stream.recorder import Recorder
+from gadget.hub.stream.writer import Writer
 from gadget.hub.tasks import Tasks
 from gadget.hub.turns import WorkOrders
 from gadget.hub.users import Users
@@ -44,15 +49,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Hub:
-    """Every service of one hub process, wired together by :func:`build_hub`."""
+    """Every service of one hub process (a node), wired together by :func:`build_hub`."""
 
     settings: Settings
     sio: socketio.AsyncServer
     store: Store
     auth: Auth
     users: Users
-    router: Router
+    drones: Drones
+    ides: Ides
     recorder: Recorder
+    writer: Writer
+    sweeper: Sweeper
     tasks: Tasks
     turns: WorkOrders
     sessions: Sessions
@@ -60,22 +68,46 @@ class Hub:
     ready: bool = False
 
     async def start(self) -> None:
-        """Migrate the database and pick up turns left processing by an earlier run."""
+        """Migrate the database, start writing and sweeping deadlines."""
         await migrate(self.settings.resolved_database_url())
-        await self.recovery.orphans_at_start()
+        self.writer.start()
+        await self.sweeper.sweep(self.recovery)  # a restarted node's leases, before any socket
+        self.sweeper.start(self.recovery)
         # Everything built so far lives as long as the process: keep it out of the
         # collector's full passes, which otherwise pause the relay (docs/performance.md).
         gc.freeze()
         self.ready = True
 
     async def stop(self) -> None:
-        """Write everything buffered, stop timers and close the database."""
+        """Write everything owed (for a few seconds if the database is down), then stop."""
         self.ready = False
-        await self.recorder.close()
+        await self.sweeper.close()
         await self.tasks.close()
+        await self.writer.close(grace_s=5.0)
+        await self.drones.presence.close()
         await self.users.close()
         self.auth.close()
         await self.store.close()
+
+    async def settle(self) -> None:
+        """Wait until everything applied so far is stored (tests)."""
+        await self.writer.flush()
+
+    def health(self) -> dict[str, Any]:
+        """What `GET /healthz` answers."""
+        db = self.writer.health.json()
+        status = "starting"
+        if self.ready:
+            status = "ok" if db["ok"] else "degraded"
+        return {
+            "ok": self.ready,
+            "status": status,
+            "node": self.drones.node,
+            "database": db,
+            "drones": len(self.drones),
+            "ides": len(self.ides),
+            "liveTurns": len(self.recorder),
+        }
 
 
 def build_hub(settings: Settings) -> Hub:
@@ -92,20 +124,51 @@ def build_hub(settings: Settings) -> Hub:
     )
     store = Store(make_engine(settings.resolved_database_url()))
     authn = Auth(settings.resolved_secret_key(), settings.token_ttl_s, settings.password_workers)
-    router, bus, tasks = Router(), Bus(sio), Tasks()
-    recorder = Recorder(store, settings.flush_interval_ms, settings.flush_bytes)
-    core = Core(settings, store, router, recorder, bus, tasks)
+    presence = MemoryPresence(node_id())
+    recorder = Recorder(settings.flush_bytes)
+    writer = Writer(
+        store,
+        presence.node,
+        recorder,
+        settings.flush_interval_ms / 1000,
+        settings.uncommitted_max_bytes,
+    )
+    drones, ides = Drones(settings, store, writer, recorder, presence), Ides()
+    bus, tasks = Bus(sio, settings.ide_queue_max), Tasks()
+    core = Core(settings, store, drones, ides, writer, bus, tasks)
     turns = WorkOrders(core)
     sessions = Sessions(core, turns)
     recovery = Recovery(core, turns, sessions)
-    ConnectHandlers(sio, authn, store, router, sessions, recovery).install()
-    Dispatcher(sio, router, bus).install(
-        ide=IdeHandlers(router, sessions, turns).table(),
-        drone=DroneHandlers(router, bus, recorder, turns, sessions, recovery).table(),
+    writer.on_commit(Acks(drones, recorder, bus).committed)
+    sweeper = Sweeper(
+        store,
+        writer,
+        presence,
+        settings.drone_grace_s,
+        settings.sweep_interval_s,
+        settings.db_timeout_s,
+    )
+    ConnectHandlers(sio, authn, store, drones, ides, bus, sessions, recovery).install()
+    Dispatcher(sio, drones, ides, bus).install(
+        ide=IdeHandlers(ides, sessions, turns).table(),
+        drone=DroneHandlers(drones, writer, bus, turns, recovery, settings.flush_bytes).table(),
     )
     users = Users(store, authn, login_throttle(settings))
     return Hub(
-        settings, sio, store, authn, users, router, recorder, tasks, turns, sessions, recovery
+        settings,
+        sio,
+        store,
+        authn,
+        users,
+        drones,
+        ides,
+        recorder,
+        writer,
+        sweeper,
+        tasks,
+        turns,
+        sessions,
+        recovery,
     )
 
 
@@ -132,7 +195,7 @@ def build_api(hub: Hub) -> FastAPI:
 
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
-        return JSONResponse({"ok": hub.ready}, status_code=200 if hub.ready else 503)
+        return JSONResponse(hub.health(), status_code=200 if hub.ready else 503)
 
     web = _web_root()
     if (web / "index.html").is_file():

@@ -1,13 +1,17 @@
-"""Where events leave the hub: emits to IDE rooms and drone sockets over python-socketio.
+"""Where events leave the hub: emits to rooms and sockets over python-socketio.
 
-python-socketio's client manager carries them (in-process by default, Redis for
-several hub nodes), so nothing here assumes the IDE and the drone share a node.
+Rooms: `session:<chatSessionId>` holds every IDE socket showing a chat session (its
+turns' stream goes there); `drone:<droneId>` holds the IDE sockets of the drone's
+lock (status lines, logs, workspace mode); `user:<userId>` the IDE sockets of a user
+(drone list updates). python-socketio's client manager carries every emit: in-process
+for one node, `AsyncRedisManager` for several, so nothing here assumes where a socket is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -15,9 +19,23 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from gadget.hub.exceptions import Refused
-from gadget.hub.routing import session_room
 
 logger = logging.getLogger(__name__)
+
+
+def session_room(chat_session_id: str) -> str:
+    """The room of every IDE socket showing this chat session."""
+    return f"session:{chat_session_id}"
+
+
+def drone_room(drone_id: str) -> str:
+    """The room of the IDE sockets holding this drone's lock."""
+    return f"drone:{drone_id}"
+
+
+def user_room(user_id: str) -> str:
+    """The room of every IDE socket of this user (drone list updates)."""
+    return f"user:{user_id}"
 
 
 class Bus:
@@ -25,15 +43,20 @@ class Bus:
 
     With the in-process manager, room emits take a direct path: the packet is
     encoded once and queued on each recipient's engine.io socket without a task
-    per recipient and without suspending. That is cheaper than
-    `AsyncServer.emit`, and it makes "join a room, then snapshot" and "record,
-    then forward" atomic with respect to each other (see sessions.py). With the
-    Redis manager every emit goes through the manager, which publishes it.
+    per recipient. A socket whose queue holds more than `queue_max` packets has
+    fallen behind the stream: it is told so and disconnected (it resumes from a
+    snapshot when it locks again), so a slow IDE never holds the relay or grows
+    memory without bound. With the Redis manager every emit goes through the
+    manager, which publishes it to every node.
     """
 
-    def __init__(self, sio: socketio.AsyncServer) -> None:
+    def __init__(self, sio: socketio.AsyncServer, queue_max: int = 20_000) -> None:
         self.sio = sio
         self._direct = type(sio.manager) is socketio.AsyncManager
+        self._queue_max = queue_max
+        self._dropping: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.on_slow: Callable[[str], None] | None = None
 
     async def to_room(self, room: str, event: str, *args: Any) -> None:
         """Emit to every socket in `room` (on this node, directly; else via the manager)."""
@@ -42,7 +65,7 @@ class Bus:
             return
         participants = self.sio.manager.get_participants("/", room)
         encoded: Any = None
-        for _sid, eio_sid in participants:
+        for sid, eio_sid in participants:
             if encoded is None:
                 encoded = self.sio.packet_class(sio_packet.EVENT, data=[event, *args]).encode()
                 if isinstance(encoded, list):  # binary attachments: the general path
@@ -51,21 +74,44 @@ class Bus:
             socket = self.sio.eio.sockets.get(eio_sid)
             if socket is None or socket.closed:
                 continue
+            if socket.queue.qsize() >= self._queue_max:
+                self._too_slow(sid)
+                continue
             try:
-                await socket.send(eio_packet.Packet(eio_packet.MESSAGE, encoded))
+                socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, encoded))
             except Exception:  # a socket closing under us must not stop the others
                 logger.debug("could not queue %s for %s", event, eio_sid, exc_info=True)
 
+    def _too_slow(self, sid: str) -> None:
+        if sid in self._dropping:
+            return
+        self._dropping.add(sid)
+        logger.warning(
+            "socket %s fell %d packets behind the stream: disconnecting it", sid, self._queue_max
+        )
+        if self.on_slow is not None:
+            self.on_slow(sid)
+
+        async def drop() -> None:
+            try:
+                await self.sio.disconnect(sid)
+            finally:
+                self._dropping.discard(sid)
+
+        task = asyncio.get_running_loop().create_task(drop())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def to_session(self, chat_session_id: str, event: str, *args: Any) -> None:
         """Emit to every IDE socket showing a chat session."""
-        await self.sio.emit(event, args, room=session_room(chat_session_id))
+        await self.to_room(session_room(chat_session_id), event, *args)
 
     async def to_sid(self, sid: str, event: str, *args: Any) -> None:
         """Emit to one socket (every socket is in the room named by its sid)."""
         await self.to_room(sid, event, *args)
 
     async def call(self, sid: str, event: str, *args: Any, timeout: float) -> tuple[Any, ...]:
-        """Emit to one socket and wait for its acknowledgement's arguments.
+        """Emit to one socket (on any node) and wait for its acknowledgement's arguments.
 
         (python-socketio's own `call` is unavailable with ordered, inline handlers.)
 

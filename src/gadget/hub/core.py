@@ -5,21 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gadget.config import Settings
-from gadget.hub.bus import Bus
-from gadget.hub.recorder import Recorder
-from gadget.hub.routing import Router
+from gadget.hub.bus import Bus, user_room
+from gadget.hub.state.drones import Drones
+from gadget.hub.state.ides import Ides
+from gadget.hub.stream.writer import Writer
 from gadget.hub.tasks import Tasks
+from gadget.protocol import HubEvent
 from gadget.store.repository import Store
 
 
 @dataclass(frozen=True)
 class Core:
-    """Settings, storage, routing state, the recorder, the bus and background tasks."""
+    """Settings, storage, the drones' owner, this node's IDE sockets, the bus, tasks."""
 
     settings: Settings
     store: Store
-    router: Router
-    recorder: Recorder
+    drones: Drones
+    ides: Ides
+    writer: Writer
     bus: Bus
     tasks: Tasks
 
@@ -30,7 +33,13 @@ class Service:
     def __init__(self, core: Core) -> None:
         self._settings = core.settings
         self._store = core.store
-        self._router = core.router
-        self._recorder = core.recorder
+        self._drones = core.drones
+        self._ides = core.ides
+        self._writer = core.writer
         self._bus = core.bus
         self._tasks = core.tasks
+
+    async def publish(self, drone_id: str, owner_id: str) -> None:
+        """Tell the owner's IDE sockets the drone's live state (`droneState`)."""
+        view = await self._drones.view(drone_id)
+        await self._bus.to_room(user_room(owner_id), HubEvent.DRONE_STATE, view)

@@ -7,6 +7,8 @@ HubError
 ├── Conflict           the request clashes with the current state (409)
 ├── RateLimited        too many attempts; retry after some seconds (429)
 ├── Refused            a socket request the current state refuses (lock held, busy, offline)
+│   └── Resend         a stream event not applied now: the drone resends from `expected`
+├── Unavailable        the database cannot be reached now (503); nothing was changed
 └── AddressInUse       the hub's host and port are taken by another process (at start)
 """
 
@@ -63,3 +65,21 @@ class AddressInUse(HubError):
     """The hub cannot listen: another process holds its host and port."""
 
     status_code = 500
+
+
+class Unavailable(HubError):
+    """The database cannot be reached now; the request changed nothing and may be retried."""
+
+    status_code = 503
+
+
+class Resend(Refused):
+    """A stream event that is not applied now; the drone resends from `expected`.
+
+    `code` is "gap" (its seq is not the next one) or "full" (the hub holds too much not
+    yet stored); the `error` reply carries code, turnId and expected.
+    """
+
+    def __init__(self, message: str, code: str, turn_id: str, expected: int) -> None:
+        super().__init__(message)
+        self.code, self.turn_id, self.expected = code, turn_id, expected

@@ -1,24 +1,30 @@
-"""Crash recovery, retries and grace timers: no turn stays processing forever.
+"""Crash recovery, reconnects and deadlines: no turn stays processing forever.
 
-- A drone that asks `requestCrashRecovery` for its processing turn gets
-  `retry`; after `retry_delay_ms` the hub sends `processWorkOrder` for that turn
-  again (the reference leaves this as a TODO). After `max_retries` the turn ends
-  as error.
-- A drone that disconnects mid-turn and is not back within `drone_grace_s`
-  loses its turn ("drone disconnected").
-- A hub that restarts finds processing turns in the database: a drone that
-  reconnects gets its lock and turn back and keeps streaming into the same
-  block; the others fall to the same grace timer.
+The hub never guesses what a drone runs; the drone says it at connect (its
+`auth.running`), and a rule decides:
+
+- it runs the lease's current turn → the turn resumes (its events are resent
+  from the last acknowledged one and applied once);
+- it runs another turn → that turn is stale: the drone is told to discard it;
+- it runs nothing → the lease's turn is waiting for a retry (left alone), or the
+  drone is about to ask to recover it (`auth.recovering`), or it ends now with a
+  clear error; a reference drone (which says nothing) gets `recovery_window_s`
+  to ask for recovery or stream into it.
+
+A drone that asks `requestCrashRecovery` for its current turn gets `retry`; the
+retry is a swept deadline (`retry_delay_ms`); after `max_retries` the turn ends.
+A drone away longer than `drone_grace_s` loses its turn; a lock whose IDEs stay
+away that long is released (never mid-turn).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
+from gadget.hub.bus import drone_room
 from gadget.hub.core import Core, Service
-from gadget.hub.routing import DroneLink, Lock
 from gadget.hub.sessions import Sessions
+from gadget.hub.state.drones import DroneState, Taken
 from gadget.hub.turns import WorkOrders
 from gadget.protocol import (
     CrashRecoveryRequest,
@@ -27,6 +33,7 @@ from gadget.protocol import (
     HubEvent,
     TurnStatus,
 )
+from gadget.store.leases import Lease
 
 logger = logging.getLogger(__name__)
 
@@ -39,136 +46,138 @@ class Recovery(Service):
         self._turns = turns
         self._sessions = sessions
 
+    # -- drones coming and going -----------------------------------------------
+    async def drone_connected(self, taken: Taken) -> None:
+        """Apply the reconnect rules (module docstring) and announce the drone."""
+        state, lease, hello = taken.state, taken.before, taken.state.hello
+        current = lease.current_turn_id
+        running = hello.running
+        if running is not None and running[0] != current:
+            await self._stale(state, *running)
+        if current is not None:
+            if running is not None and running[0] == current:
+                if await self._drones.adopt(state, current) is None and state.live is None:
+                    await self._stale(state, *running)
+            elif lease.retry_at is not None:
+                pass  # a retry is due: the sweep sends the work order again
+            elif hello.recovering == current or not hello.says_running:
+                await self._drones.unclaimed(
+                    state.drone_id, current, self._settings.recovery_window_s
+                )
+            else:
+                await self._turns.fail(
+                    state.drone_id,
+                    current,
+                    "the drone reconnected without this turn (it was no longer running it)",
+                )
+        if lease.chat_session_id is not None:
+            word = "reconnected" if current or lease.owner_node else "connected"
+            await self._bus.to_room(
+                drone_room(state.drone_id), DroneEvent.STATUS, f"drone {state.name} {word}"
+            )
+        await self.publish(state.drone_id, state.owner_id)
+
+    async def _stale(self, state: DroneState, turn_id: str, seq: int) -> None:
+        """The drone holds events of a turn that is not current: acknowledge what is
+        stored (so it forgets them) or tell it to discard the rest."""
+        turn = await self._store.get_turn(turn_id)
+        if (
+            turn is not None
+            and turn.applied_seq >= seq
+            and turn.status != TurnStatus.PROCESSING.value
+        ):
+            await self._bus.to_sid(state.sid, HubEvent.STREAM_ACK, turn_id, turn.applied_seq)
+            return
+        logger.info("drone %s holds stale turn %s: told to discard it", state.drone_id, turn_id)
+        answer = CrashRecoveryResponse(turnId=turn_id, action="discard")
+        await self._bus.to_sid(
+            state.sid, HubEvent.CRASH_RECOVERY_RESPONSE, answer.model_dump(exclude_none=True)
+        )
+
+    async def stale_event(self, state: DroneState, turn_id: str, seq: int) -> None:
+        """A stream event for a turn that is not current here (answered once per turn)."""
+        await self._stale(state, turn_id, seq)
+
+    async def drone_disconnected(self, state: DroneState) -> None:
+        """A drone's socket closed: tell its lock's IDEs and the drone list."""
+        await self._bus.to_room(
+            drone_room(state.drone_id), DroneEvent.STATUS, f"drone {state.name} disconnected"
+        )
+        await self.publish(state.drone_id, state.owner_id)
+
     # -- crash recovery --------------------------------------------------------
-    async def crash_recovery(self, link: DroneLink, req: CrashRecoveryRequest) -> None:
+    async def crash_recovery(self, state: DroneState, req: CrashRecoveryRequest) -> None:
         """Answer a restarted drone about the work order it found in its cache."""
-        action = await self._decide(link, req)
+        action = await self._decide(state, req)
         answer = CrashRecoveryResponse(turnId=req.turnId, action=action)
         if action == "retry":
             answer = answer.model_copy(update={"retryDelay": self._settings.retry_delay_ms})
-        assert link.sid is not None
         await self._bus.to_sid(
-            link.sid, HubEvent.CRASH_RECOVERY_RESPONSE, answer.model_dump(exclude_none=True)
+            state.sid, HubEvent.CRASH_RECOVERY_RESPONSE, answer.model_dump(exclude_none=True)
         )
-        if action == "retry":
-            self._tasks.start_timer(
-                f"retry:{req.turnId}",
-                self._settings.retry_delay_ms / 1000,
-                lambda: self._retry(link, req.turnId),
-            )
 
-    async def _decide(self, link: DroneLink, req: CrashRecoveryRequest) -> str:
+    async def _decide(self, state: DroneState, req: CrashRecoveryRequest) -> str:
         turn = await self._store.get_turn(req.turnId)
+        lease = await self._drones.lease(state.drone_id)
         if turn is None or turn.status != TurnStatus.PROCESSING.value:
             return "discard"
-        chat = await self._store.get_chat_session(turn.chat_session_id)
-        if chat is None or chat.drone_id != link.drone_id:
+        if lease is None or lease.current_turn_id != turn.id:
             logger.warning(
-                "drone %s asked to recover turn %s of another drone", link.drone_id, turn.id
+                "drone %s asked to recover turn %s it does not hold", state.drone_id, turn.id
             )
             return "discard"
         if turn.retries >= self._settings.max_retries:
             reason = f"drone crashed {turn.retries + 1} times; gave up after {turn.retries} retries"
-            await self._turns.fail(link, turn.id, reason)
+            await self._turns.fail(state.drone_id, turn.id, reason)
             return "discard"
-        if link.lock is None or link.lock.chat_session_id != chat.id:
-            await self._restore(link, chat.id)
-        link.current_turn_id = turn.id
-        self._tasks.cancel_timer(f"drone-grace:{link.drone_id}")
+        if not await self._drones.retry_later(
+            state.drone_id, turn.id, self._settings.retry_delay_ms / 1000
+        ):
+            return "discard"
         return "retry"
 
-    async def _retry(self, link: DroneLink, turn_id: str) -> None:
-        turn = await self._store.get_turn(turn_id)
-        if turn is None or turn.status != TurnStatus.PROCESSING.value:
+    # -- deadlines (hub/state/sweeper.py) --------------------------------------
+    async def retry_due(self, lease: Lease) -> None:
+        """Send a crashed drone's turn again, as a new attempt continuing its seq."""
+        state = self._drones.here(lease.drone_id)
+        turn_id = lease.current_turn_id
+        if state is None or turn_id is None:
+            return  # the drone is away: its grace deadline decides
+        live = await self._drones.start_attempt(state, turn_id)
+        if live is None:
             return
-        if link.current_turn_id != turn_id:
-            return  # the turn was cancelled or failed meanwhile
-        await self._store.add_retry(turn_id)
-        if self._recorder.active(turn_id):
-            self._recorder.new_attempt(turn_id)
-        else:
-            stored = await self._store.turn_out(turn_id)
-            assert stored is not None
-            self._recorder.start(stored, attempt=stored.retries + 1)
-        snapshot = self._recorder.snapshot(turn_id)
-        assert snapshot is not None
         await self._bus.to_session(
-            turn.chat_session_id,
-            DroneEvent.STATUS,
-            f"retrying turn (attempt {snapshot.retries + 1})",
+            live.chat_session_id, DroneEvent.STATUS, f"retrying turn (attempt {live.attempt})"
         )
+        snapshot = live.snapshot()
         # Open IDEs redraw the turn: the next text starts the new attempt's first block.
-        await self._bus.to_session(turn.chat_session_id, HubEvent.TURN_SNAPSHOT, snapshot.wire())
-        self._turns.dispatch(link, snapshot)
+        await self._bus.to_session(live.chat_session_id, HubEvent.TURN_SNAPSHOT, snapshot.wire())
+        self._turns.dispatch(state.drone_id, snapshot, state.sid)
 
-    # -- drones coming and going -----------------------------------------------
-    async def drone_online(self, link: DroneLink) -> None:
-        """A drone (re)connected: stop its grace timer, or restore its turn after a hub restart."""
-        was_waiting = self._tasks.cancel_timer(f"drone-grace:{link.drone_id}")
-        if link.lock is None:
-            await self._resume_after_restart(link)
-        if link.lock is not None:
-            word = "reconnected" if was_waiting or link.current_turn_id else "connected"
-            await self._bus.to_session(
-                link.lock.chat_session_id, DroneEvent.STATUS, f"drone {link.name} {word}"
-            )
-        await self._sessions.publish(link)
-
-    async def drone_offline(self, link: DroneLink) -> None:
-        """A drone disconnected: its turn waits `drone_grace_s` for it, then fails."""
-        if link.lock is not None:
-            await self._bus.to_session(
-                link.lock.chat_session_id, DroneEvent.STATUS, f"drone {link.name} disconnected"
-            )
-        await self._sessions.publish(link)
-        if link.current_turn_id is None:
+    async def drone_stayed_away(self, lease: Lease) -> None:
+        """End the turn of a drone that did not come back (or did not claim it)."""
+        if lease.current_turn_id is None:
             return
-        self._arm_drone_grace(link, link.current_turn_id)
-
-    def _arm_drone_grace(self, link: DroneLink, turn_id: str) -> None:
-        async def expire() -> None:
-            if link.online or link.current_turn_id != turn_id:
-                return
-            await self._turns.fail(link, turn_id, "drone disconnected")
-
-        self._tasks.start_timer(
-            f"drone-grace:{link.drone_id}", self._settings.drone_grace_s, expire
+        state = self._drones.here(lease.drone_id)
+        if state is not None and state.live is not None and state.live.id == lease.current_turn_id:
+            return  # it came back and streams into it
+        why = (
+            "the drone reconnected without this turn and did not recover it"
+            if lease.drone_deadline_reason == "unclaimed"
+            else "drone disconnected"
         )
+        await self._turns.fail(lease.drone_id, lease.current_turn_id, why)
 
-    async def _resume_after_restart(self, link: DroneLink) -> None:
-        for turn, chat in await self._store.processing_turns():
-            if chat.drone_id == link.drone_id and not self._recorder.active(turn.id):
-                await self._restore(link, chat.id)
-                stored = await self._store.turn_out(turn.id)
-                assert stored is not None
-                self._recorder.start(stored, attempt=stored.retries + 1, resume_growing=True)
-                link.current_turn_id = turn.id
-                logger.info(
-                    "resumed turn %s of drone %s after a hub restart", turn.id, link.drone_id
-                )
-                return
-
-    async def _restore(self, link: DroneLink, chat_session_id: str) -> None:
-        chat = await self._store.get_chat_session(chat_session_id)
-        drone = await self._store.get_drone(link.drone_id)
-        project = await self._store.get_project(chat.project_id) if chat else None
-        user = await self._store.get_user(chat.user_id) if chat else None
-        if chat is None or drone is None or project is None or user is None:
+    async def ides_stayed_away(self, lease: Lease) -> None:
+        """Release a lock whose IDEs stayed away (a running turn keeps it)."""
+        chat = lease.chat_session_id
+        if chat is None:
             return
-        link.lock = Lock.of(chat, user.id, user.username, drone, project)
-
-    async def orphans_at_start(self) -> None:
-        """At hub start: every processing turn gets the grace period to see its drone back."""
-        for turn, chat in await self._store.processing_turns():
-            drone_id = chat.drone_id
-
-            async def expire(turn_id: str = turn.id, drone_id: str | None = drone_id) -> None:
-                link = self._router.drones.get(drone_id or "")
-                if link is not None and link.current_turn_id == turn_id:
-                    return  # its drone came back and owns it again
-                stored = await self._store.get_turn(turn_id)
-                if stored is not None and stored.status == TurnStatus.PROCESSING.value:
-                    await self._turns.fail(link, turn_id, "drone disconnected")
-
-            self._tasks.start_timer(f"orphan:{turn.id}", self._settings.drone_grace_s, expire)
-        await asyncio.sleep(0)
+        if await self._drones.presence.ides(chat) > 0:
+            return
+        if lease.current_turn_id is not None:
+            await self._drones.ides_away(lease.drone_id, chat)  # look again after a grace period
+            return
+        drone = await self._store.get_drone(lease.drone_id)
+        if drone is not None:
+            await self._sessions.lock_expired(lease, drone.owner_id)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gadget.hub.core import Core, Service
+from gadget.hub.bus import session_room
+from gadget.hub.core import Service
 from gadget.hub.exceptions import HubError, NotFound, Refused
-from gadget.hub.routing import DroneLink, IdeLink
-from gadget.protocol import DroneEvent, HubEvent, TurnOut, TurnStatus, WorkspaceMode
+from gadget.hub.state.drones import DroneState
+from gadget.hub.state.ides import IdeLink
+from gadget.hub.stream.live import LiveTurn
+from gadget.hub.views import chat_session_json, drone_json, project_json
+from gadget.protocol import DroneEvent, HubEvent, TurnOut, TurnStatus, WorkspaceMode, mark
+from gadget.store.leases import Lease
 
 logger = logging.getLogger(__name__)
 
@@ -16,127 +21,123 @@ logger = logging.getLogger(__name__)
 class WorkOrders(Service):
     """Creates turns, dispatches them to drones and closes them."""
 
-    def __init__(self, core: Core) -> None:
-        super().__init__(core)
-        #: Drones whose new turn is being created (a second prompt is refused meanwhile).
-        self._claimed: set[str] = set()
-        #: Turns an IDE asked to cancel: their end is recorded as cancelled.
-        self._cancelling: set[str] = set()
-
-    def locked_drone(self, ide: IdeLink) -> DroneLink:
-        """The drone this IDE socket holds the lock of.
-
-        Raises:
-            Refused: the socket holds no lock (any more).
-        """
-        link = self._router.drones.get(ide.drone_id or "")
-        if link is None or link.lock is None or link.lock.chat_session_id != ide.chat_session_id:
-            raise Refused("no session lock: call requestSessionLock first")
-        if link.lock.user_id != ide.user_id:
-            raise Refused("the session lock belongs to another user")
-        return link
-
-    async def submit(self, ide: IdeLink, prompt: str) -> str:
-        """Create a turn for `prompt` and send it to the locked drone; returns the turn id."""
-        link = self.locked_drone(ide)
-        if not link.online:
-            raise Refused(f"drone {link.name} is offline")
-        if link.current_turn_id is not None or link.drone_id in self._claimed:
-            raise Refused(
-                f"a turn is already processing ({link.current_turn_id}); wait or cancel it"
-            )
-        if link.workspace_mode is WorkspaceMode.USER:
+    async def submit(self, ide: IdeLink, lease: Lease, prompt: str) -> str:
+        """Create a turn for `prompt` in the IDE's locked session and send it to the drone."""
+        record = await self._drones.presence.drone(lease.drone_id)
+        if record is None or not record.get("online"):
+            raise Refused("the drone is offline")
+        if record.get("mode") == WorkspaceMode.USER.value:
             raise Refused("the workspace is in user mode: switch it back to idle to send prompts")
-        assert link.lock is not None
-        lock = link.lock
-        self._claimed.add(link.drone_id)
-        try:
-            row = await self._store.create_turn(lock.chat_session_id, ide.user_id, prompt)
-            turn = await self._store.turn_out(row.id)
-        finally:
-            self._claimed.discard(link.drone_id)
-        assert turn is not None
-        link.current_turn_id = turn.id
-        self._recorder.start(turn)
-        await self._bus.to_session(lock.chat_session_id, HubEvent.TURN_STARTED, turn.wire())
-        self.dispatch(link, turn)
+        chat = lease.chat_session_id or ""
+        turn = await self._drones.claim(lease.drone_id, chat, ide.user_id, prompt)
+        await self._bus.to_session(chat, HubEvent.TURN_STARTED, turn.wire())
+        self.dispatch(lease.drone_id, turn, str(record["sid"]))
         return turn.id
 
-    def dispatch(self, link: DroneLink, turn: TurnOut) -> None:
+    def dispatch(self, drone_id: str, turn: TurnOut, sid: str) -> None:
         """Send `processWorkOrder` in the background; a refusal ends the turn as error."""
-        self._tasks.spawn(self._dispatch(link, turn), name=f"dispatch:{turn.id}")
+        self._tasks.spawn(self._dispatch(drone_id, turn, sid), name=f"dispatch:{turn.id}")
 
-    async def _dispatch(self, link: DroneLink, turn: TurnOut) -> None:
-        lock = link.lock
-        if link.sid is None or lock is None:
-            await self.fail(link, turn.id, f"drone {link.name} is offline")
-            return
-        args = (lock.registration, lock.project, lock.chat_session, turn.wire())
+    async def _dispatch(self, drone_id: str, turn: TurnOut, sid: str) -> None:
         try:
+            args = await self._work_order(drone_id, turn)
             ack = await self._bus.call(
-                link.sid,
+                sid,
                 HubEvent.PROCESS_WORK_ORDER,
                 *args,
                 timeout=self._settings.work_order_ack_timeout_s,
             )
         except HubError as exc:
-            await self.fail(link, turn.id, f"drone did not accept the work order: {exc}")
+            await self.fail(drone_id, turn.id, f"drone did not accept the work order: {exc}")
             return
         if not ack or ack[0] is not True:
             reason = ack[1] if len(ack) > 1 and isinstance(ack[1], str) else "refused"
-            await self.fail(link, turn.id, f"drone refused the work order: {reason}")
+            await self.fail(drone_id, turn.id, f"drone refused the work order: {reason}")
+
+    async def _work_order(self, drone_id: str, turn: TurnOut) -> tuple[Any, ...]:
+        """processWorkOrder's arguments: registration, project, chat session, turn."""
+        drone = await self._store.get_drone(drone_id)
+        chat = await self._store.get_chat_session(turn.chatSession)
+        project = await self._store.get_project(chat.project_id) if chat else None
+        if drone is None or chat is None or project is None:
+            raise Refused("the drone, project or chat session of this turn no longer exists")
+        return (drone_json(drone), project_json(project), chat_session_json(chat), turn.wire())
 
     async def complete(
-        self, link: DroneLink, turn_id: str, success: bool, message: str | None
+        self, state: DroneState, live: LiveTurn, seq: int, args: tuple[Any, ...]
     ) -> None:
-        """The drone finished its current turn: record it, tell the IDEs, free the drone."""
+        """The drone ended its current turn: record it with its last events, tell the IDEs."""
+        success, message = bool(args[1]), (args[2] if len(args) > 2 else None)
         status = TurnStatus.FINISHED if success else TurnStatus.ERROR
         error = None if success else (message or "the drone reported a failure")
-        cancelled = not success and turn_id in self._cancelling
-        self._cancelling.discard(turn_id)
-        self._recorder.finish(turn_id, status, error, cancelled)
-        link.current_turn_id = None
-        if link.lock is not None:
-            await self._bus.to_session(
-                link.lock.chat_session_id,
-                DroneEvent.WORK_ORDER_COMPLETE,
-                *((turn_id, success) if message is None else (turn_id, success, message)),
-            )
+        self._drones.end(state, live, seq, status, error)
+        await self._bus.to_room(
+            session_room(live.chat_session_id),
+            DroneEvent.WORK_ORDER_COMPLETE,
+            *args,
+            mark(live.id, seq),
+        )
+        await self.publish(state.drone_id, state.owner_id)
 
     async def fail(
-        self, link: DroneLink | None, turn_id: str, message: str, cancelled: bool = False
+        self, drone_id: str | None, turn_id: str, message: str, *, cancelled: bool = False
     ) -> None:
-        """End a turn as error with `message` and tell the IDEs of its session."""
+        """End a turn its drone is not streaming, as error with `message`; tell the IDEs."""
         logger.warning("turn %s failed: %s", turn_id, message)
-        self._cancelling.discard(turn_id)
-        if self._recorder.active(turn_id):
-            self._recorder.finish(turn_id, TurnStatus.ERROR, message, cancelled)
-        else:
-            await self._store.set_turn_status(turn_id, TurnStatus.ERROR, message, cancelled)
-        if link is not None and link.current_turn_id == turn_id:
-            link.current_turn_id = None
+        if not await self._drones.end_away(drone_id, turn_id, message, cancelled=cancelled):
+            return
         turn = await self._store.get_turn(turn_id)
         if turn is not None:
             await self._bus.to_session(
                 turn.chat_session_id, DroneEvent.WORK_ORDER_COMPLETE, turn_id, False, message
             )
+        if drone_id is not None:
+            drone = await self._store.get_drone(drone_id)
+            if drone is not None:
+                await self.publish(drone_id, drone.owner_id)
 
-    async def cancel(self, ide: IdeLink, turn_id: str) -> None:
-        """Ask the drone to cancel its current turn."""
-        link = self.locked_drone(ide)
-        if link.current_turn_id != turn_id:
+    async def cancel(self, lease: Lease, turn_id: str) -> None:
+        """Cancel the drone's current turn: the drone ends it; one it is not running ends now."""
+        if lease.current_turn_id != turn_id:
             raise NotFound(f"turn {turn_id} is not running on this session's drone")
-        if link.sid is None:
-            await self.fail(link, turn_id, "cancelled (the drone was offline)", cancelled=True)
+        await self._drones.request_cancel(turn_id)
+        if lease.retry_at is not None:
+            await self.fail(lease.drone_id, turn_id, "cancelled", cancelled=True)
             return
-        self._cancelling.add(turn_id)
-        await self._bus.to_sid(link.sid, HubEvent.CANCEL_WORK_ORDER, turn_id)
+        record = await self._drones.presence.drone(lease.drone_id)
+        if record is None or not record.get("online"):
+            await self.fail(
+                lease.drone_id, turn_id, "cancelled (the drone was offline)", cancelled=True
+            )
+            return
+        try:
+            ack = await self._bus.call(
+                str(record["sid"]), HubEvent.CANCEL_WORK_ORDER, turn_id, timeout=10
+            )
+        except Refused:
+            ack = ()
+        if ack and ack[0] is False:  # the drone does not run it (any more): end it here
+            await self.fail(lease.drone_id, turn_id, "cancelled", cancelled=True)
 
-    def snapshot(self, turn_id: str) -> TurnOut | None:
-        """The live turn, if it is being recorded."""
-        return self._recorder.snapshot(turn_id)
+    async def snapshot_to(
+        self, sid: str, drone_id: str, turn_id: str, chat_session_id: str
+    ) -> None:
+        """Send `turnSnapshot` of a live turn of `chat_session_id` to the IDE socket `sid`."""
+        turn = await self.turn(turn_id, drone_id)
+        if turn is not None and turn.chatSession == chat_session_id:
+            await self._bus.to_sid(sid, HubEvent.TURN_SNAPSHOT, turn.wire())
+
+    async def turn(self, turn_id: str, drone_id: str | None = None) -> TurnOut | None:
+        """The turn: live when this node records it (nothing unwritten is missing), else stored."""
+        state = self._drones.here(drone_id) if drone_id else None
+        if state is not None and state.live is not None and state.live.id == turn_id:
+            return state.live.snapshot()
+        live = self._drones.live(turn_id)
+        if live is not None:
+            return live.snapshot()
+        return await self._store.turn_out(turn_id)
 
     async def turn_json(self, turn_id: str) -> dict[str, Any] | None:
-        """The turn as JSON: live when recording (nothing buffered is missing), else stored."""
-        turn = self._recorder.snapshot(turn_id) or await self._store.turn_out(turn_id)
+        """The turn as JSON (REST)."""
+        turn = await self.turn(turn_id)
         return turn.wire() if turn is not None else None

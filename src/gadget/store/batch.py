@@ -1,30 +1,55 @@
-"""The recorder's writes as small typed operations, applied many at a time in one transaction.
+"""The stream's writes: typed operations per turn, applied many turns at a time, exactly once.
 
-Each operation appends to a turn: a new block, a few more characters of a
-growing block (`content || delta`, addressed by `(turn_id, idx)`, so it needs
-no read and no row id), a tool call, a subagent's completion, a final status.
-None of them reads or rewrites the rest of the turn: O(1) whatever its length.
+Each operation appends to a turn: a new block, more characters of a growing block
+(`content || delta`, addressed by `(turn_id, idx)`, so it needs no read and no row
+id), a tool call, a subagent event or completion, the turn's end. None of them reads
+or rewrites the rest of the turn: O(1) whatever its length.
+
+Every operation carries the `seq` of the stream event it comes from. A
+:class:`TurnWrite` holds one turn's operations up to `to_seq`; :func:`apply_writes`
+applies many of them in one transaction and sets each turn's `applied_seq` in it, so
+the stored turn is always exactly the stream up to `applied_seq`. Applying is
+idempotent (operations at or below the stored `applied_seq` are skipped: a batch
+retried after a commit whose answer was lost writes nothing twice) and fenced (a
+turn is written only while its drone's lease names this node, at the epoch the
+node holds, with this turn current).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, Text, bindparam, insert, update
+from sqlalchemy import Table, Text, and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gadget.protocol import BlockMode, ToolCallOut, TurnStatus
-from gadget.store.tables import ChatTurn, ToolCall, TurnBlock, utcnow
+from gadget.store.tables import (
+    ChatTurn,
+    DroneLease,
+    ToolCall,
+    TurnAgentEvent,
+    TurnBlock,
+    utcnow,
+)
 
 _blocks = cast(Table, TurnBlock.__table__)
+_calls = cast(Table, ToolCall.__table__)
+_turns = cast(Table, ChatTurn.__table__)
+_agents = cast(Table, TurnAgentEvent.__table__)
+_leases = cast(Table, DroneLease.__table__)
+
 _appends = (
     update(_blocks)
     .where(_blocks.c.turn_id == bindparam("b_turn"), _blocks.c.idx == bindparam("b_idx"))
     .values(content=_blocks.c.content + bindparam("b_delta", type_=Text()))
+)
+_set_seq = (
+    update(_turns).where(_turns.c.id == bindparam("t_id")).values(applied_seq=bindparam("t_seq"))
 )
 
 
@@ -32,7 +57,7 @@ _appends = (
 class InsertBlock:
     """A new text block with its first text."""
 
-    turn_id: str
+    seq: int
     idx: int
     attempt: int
     mode: BlockMode
@@ -44,7 +69,7 @@ class InsertBlock:
 class AppendBlock:
     """More text for a growing block."""
 
-    turn_id: str
+    seq: int
     idx: int
     delta: str
 
@@ -53,7 +78,7 @@ class AppendBlock:
 class InsertToolCall:
     """A tool call and the tool block that points at it."""
 
-    turn_id: str
+    seq: int
     idx: int
     attempt: int
     created_at: datetime
@@ -62,49 +87,144 @@ class InsertToolCall:
 
 @dataclass(frozen=True)
 class CompleteToolCall:
-    """A subagent's final response and summary for its tool call."""
+    """A subagent's final response and summary for its tool call; its events are dropped."""
 
-    turn_id: str
+    seq: int
     call_id: str
     response: str | None
     subagent: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
-class SetStatus:
-    """A turn's final status."""
+class InsertAgentEvent:
+    """One event of a running subagent (kept until its completion)."""
 
-    turn_id: str
+    seq: int
+    agent_id: str
+    event: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EndTurn:
+    """The turn's final status; its drone's lease no longer has a current turn."""
+
+    seq: int
     status: TurnStatus
     error: str | None
     cancelled: bool = False
 
 
-WriteOp = InsertBlock | AppendBlock | InsertToolCall | CompleteToolCall | SetStatus
+TurnOp = InsertBlock | AppendBlock | InsertToolCall | CompleteToolCall | InsertAgentEvent | EndTurn
 
 
-async def apply(session: AsyncSession, ops: Sequence[WriteOp]) -> None:
-    """Execute `ops` in order in `session`; consecutive appends go as one executemany."""
-    i = 0
-    while i < len(ops):
-        op = ops[i]
-        if isinstance(op, AppendBlock):
-            j = i
-            while j < len(ops) and isinstance(ops[j], AppendBlock):
-                j += 1
-            params = [{"b_turn": a.turn_id, "b_idx": a.idx, "b_delta": a.delta} for a in ops[i:j]]  # type: ignore[union-attr]
-            await session.execute(_appends, params)
-            i = j
+class Outcome(StrEnum):
+    """What became of one turn's write."""
+
+    APPLIED = "applied"
+    #: Everything in it was already stored (a retry after a lost commit answer).
+    ALREADY = "already"
+    #: The lease no longer names this node at this epoch with this turn: nothing written.
+    FENCED = "fenced"
+
+
+@dataclass
+class TurnWrite:
+    """One turn's operations up to `to_seq`, and the lease they are fenced by."""
+
+    turn_id: str
+    drone_id: str | None
+    epoch: int
+    to_seq: int
+    ops: list[TurnOp] = field(default_factory=list)
+
+    def size(self) -> int:
+        """Rough bytes held by the operations (for the uncommitted-memory bound)."""
+        return sum(_op_size(op) for op in self.ops)
+
+
+def _op_size(op: TurnOp) -> int:
+    if isinstance(op, AppendBlock):
+        return len(op.delta) + 64
+    if isinstance(op, InsertBlock):
+        return len(op.content) + 128
+    if isinstance(op, InsertToolCall):
+        return len(op.call.parameters) + len(op.call.response) + 256
+    if isinstance(op, InsertAgentEvent | CompleteToolCall):
+        return 512
+    return 128
+
+
+async def apply_writes(
+    session: AsyncSession, writes: Sequence[TurnWrite], node: str, *, lock_rows: bool
+) -> dict[str, Outcome]:
+    """Apply `writes` in `session` (the caller commits); the outcome of each turn.
+
+    Args:
+        node: this hub node's id, which the drone leases must name.
+        lock_rows: take row locks (`FOR UPDATE`) on the turns and leases read, so that a
+            takeover by another node waits for this transaction (PostgreSQL).
+    """
+    applied_seq, fences = await _read_state(session, writes, lock_rows)
+    outcomes: dict[str, Outcome] = {}
+    todo: list[tuple[TurnWrite, list[TurnOp]]] = []
+    for w in writes:
+        lease = fences.get(w.drone_id or "")
+        if w.drone_id is not None and lease != (node, w.epoch, w.turn_id):
+            outcomes[w.turn_id] = Outcome.FENCED
             continue
-        await _apply_one(session, op)
-        i += 1
+        done = applied_seq.get(w.turn_id, 0)
+        ops = [op for op in w.ops if op.seq > done]
+        if not ops and done >= w.to_seq:
+            outcomes[w.turn_id] = Outcome.ALREADY
+            continue
+        todo.append((w, ops))
+        outcomes[w.turn_id] = Outcome.APPLIED
+    appends: list[dict[str, Any]] = []
+    for w, ops in todo:
+        for op in ops:
+            if isinstance(op, AppendBlock):  # after every insert: see apply order below
+                appends.append({"b_turn": w.turn_id, "b_idx": op.idx, "b_delta": op.delta})
+            else:
+                await _apply_one(session, w, op)
+    if appends:
+        await session.execute(_appends, appends)
+    seqs = [{"t_id": w.turn_id, "t_seq": w.to_seq} for w, _ in todo]
+    if seqs:
+        await session.execute(_set_seq, seqs)
+    return outcomes
 
 
-async def _apply_one(session: AsyncSession, op: WriteOp) -> None:
+async def _read_state(
+    session: AsyncSession, writes: Sequence[TurnWrite], lock_rows: bool
+) -> tuple[dict[str, int], dict[str, tuple[str | None, int, str | None]]]:
+    turn_ids = [w.turn_id for w in writes]
+    drone_ids = sorted({w.drone_id for w in writes if w.drone_id is not None})
+    turns_q = select(_turns.c.id, _turns.c.applied_seq).where(_turns.c.id.in_(turn_ids))
+    leases_q = select(
+        _leases.c.drone_id, _leases.c.owner_node, _leases.c.epoch, _leases.c.current_turn_id
+    ).where(_leases.c.drone_id.in_(drone_ids))
+    if lock_rows:
+        turns_q, leases_q = turns_q.with_for_update(), leases_q.with_for_update()
+    applied = {row.id: int(row.applied_seq) for row in await session.execute(turns_q)}
+    fences: dict[str, tuple[str | None, int, str | None]] = {}
+    if drone_ids:
+        for row in await session.execute(leases_q):
+            fences[row.drone_id] = (row.owner_node, int(row.epoch), row.current_turn_id)
+    return applied, fences
+
+
+async def _apply_one(session: AsyncSession, w: TurnWrite, op: TurnOp) -> None:
+    """Every operation but appends (which are applied together afterwards).
+
+    Appends run after inserts, so a block inserted in this batch exists before its
+    appends; appends of one block keep their order, and no other operation reads
+    a block's text, so the result is the stream's order.
+    """
     if isinstance(op, InsertBlock):
         await session.execute(
             insert(_blocks).values(
-                turn_id=op.turn_id,
+                turn_id=w.turn_id,
                 idx=op.idx,
                 attempt=op.attempt,
                 mode=op.mode.value,
@@ -112,60 +232,85 @@ async def _apply_one(session: AsyncSession, op: WriteOp) -> None:
                 content=op.content,
             )
         )
-    elif isinstance(op, AppendBlock):
-        await session.execute(
-            _appends, [{"b_turn": op.turn_id, "b_idx": op.idx, "b_delta": op.delta}]
-        )
     elif isinstance(op, InsertToolCall):
-        await _insert_tool_call(session, op)
+        await _insert_tool_call(session, w.turn_id, op)
     elif isinstance(op, CompleteToolCall):
-        await _complete_tool_call(session, op)
-    else:
+        await _complete_tool_call(session, w.turn_id, op)
+    elif isinstance(op, InsertAgentEvent):
         await session.execute(
-            update(ChatTurn)
-            .where(ChatTurn.id == op.turn_id)
-            .values(
-                status=op.status.value,
-                error_message=op.error,
-                cancelled=op.cancelled,
-                updated_at=utcnow(),
+            insert(_agents).values(
+                turn_id=w.turn_id,
+                agent_id=op.agent_id,
+                event=op.event,
+                payload=json.dumps(op.payload, ensure_ascii=False),
             )
         )
+    elif isinstance(op, EndTurn):
+        await _end_turn(session, w, op)
 
 
-async def _insert_tool_call(session: AsyncSession, op: InsertToolCall) -> None:
-    row = ToolCall(
-        turn_id=op.turn_id,
-        call_id=op.call.callId,
-        name=op.call.name,
-        parameters=op.call.parameters,
-        response=op.call.response,
+async def _insert_tool_call(session: AsyncSession, turn_id: str, op: InsertToolCall) -> None:
+    call_row = await session.execute(
+        insert(_calls)
+        .values(
+            turn_id=turn_id,
+            call_id=op.call.callId,
+            name=op.call.name,
+            parameters=op.call.parameters,
+            response=op.call.response,
+        )
+        .returning(_calls.c.id)
     )
-    session.add(row)
-    await session.flush()
-    session.add(
-        TurnBlock(
-            turn_id=op.turn_id,
+    await session.execute(
+        insert(_blocks).values(
+            turn_id=turn_id,
             idx=op.idx,
             attempt=op.attempt,
             mode=BlockMode.TOOL.value,
             created_at=op.created_at,
             content="",
-            tool_call_id=row.id,
+            tool_call_id=call_row.scalar_one(),
         )
     )
-    await session.flush()
 
 
-async def _complete_tool_call(session: AsyncSession, op: CompleteToolCall) -> None:
+async def _complete_tool_call(session: AsyncSession, turn_id: str, op: CompleteToolCall) -> None:
     values: dict[str, Any] = {}
     if op.response is not None:
         values["response"] = op.response
     if op.subagent is not None:
-        values["subagent"] = json.dumps(op.subagent)
+        values["subagent"] = json.dumps(op.subagent, ensure_ascii=False)
     if values:
         await session.execute(
-            update(ToolCall)
-            .where(ToolCall.turn_id == op.turn_id, ToolCall.call_id == op.call_id)
+            update(_calls)
+            .where(_calls.c.turn_id == turn_id, _calls.c.call_id == op.call_id)
             .values(**values)
+        )
+    await session.execute(
+        delete(_agents).where(_agents.c.turn_id == turn_id, _agents.c.agent_id == op.call_id)
+    )
+
+
+async def _end_turn(session: AsyncSession, w: TurnWrite, op: EndTurn) -> None:
+    await session.execute(
+        update(_turns)
+        .where(_turns.c.id == w.turn_id, _turns.c.status == TurnStatus.PROCESSING.value)
+        .values(
+            status=op.status.value,
+            error_message=op.error,
+            cancelled=op.cancelled,
+            updated_at=utcnow(),
+        )
+    )
+    if w.drone_id is not None:
+        await session.execute(
+            update(_leases)
+            .where(and_(_leases.c.drone_id == w.drone_id, _leases.c.current_turn_id == w.turn_id))
+            .values(
+                current_turn_id=None,
+                drone_deadline=None,
+                drone_deadline_reason=None,
+                retry_at=None,
+                updated_at=utcnow(),
+            )
         )

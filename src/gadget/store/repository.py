@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -17,6 +18,7 @@ from gadget.store.tables import (
     DroneRegistration,
     Project,
     ToolCall,
+    TurnAgentEvent,
     TurnBlock,
     User,
     utcnow,
@@ -186,70 +188,10 @@ class Store:
         return await self._all(stmt.order_by(ChatSession.created_at.desc()))
 
     # -- turns -----------------------------------------------------------------
-    async def create_turn(self, chat_session_id: str, user_id: str, prompt: str) -> ChatTurn:
-        """Insert a processing turn; the session takes its title from its first prompt."""
-        async with self._session() as s:
-            turn = ChatTurn(
-                chat_session_id=chat_session_id,
-                user_id=user_id,
-                prompt=prompt,
-                status=TurnStatus.PROCESSING.value,
-            )
-            s.add(turn)
-            await s.execute(
-                update(ChatSession)
-                .where(ChatSession.id == chat_session_id, ChatSession.title == "")
-                .values(title=" ".join(prompt.split())[:80])
-            )
-            await s.commit()
-            return turn
-
     async def get_turn(self, turn_id: str) -> ChatTurn | None:
         """The turn row (without blocks), if any."""
         row: ChatTurn | None = await self._get(ChatTurn, turn_id)
         return row
-
-    async def set_turn_status(
-        self,
-        turn_id: str,
-        status: TurnStatus,
-        error_message: str | None = None,
-        cancelled: bool = False,
-    ) -> None:
-        """Set a turn's status (and error message; cleared when None)."""
-        await self._execute(
-            update(ChatTurn)
-            .where(ChatTurn.id == turn_id)
-            .values(
-                status=status.value,
-                error_message=error_message,
-                cancelled=cancelled,
-                updated_at=utcnow(),
-            )
-        )
-
-    async def add_retry(self, turn_id: str) -> None:
-        """Count one more attempt of a turn and put it back to processing."""
-        await self._execute(
-            update(ChatTurn)
-            .where(ChatTurn.id == turn_id)
-            .values(
-                retries=ChatTurn.retries + 1,
-                status=TurnStatus.PROCESSING.value,
-                error_message=None,
-                updated_at=utcnow(),
-            )
-        )
-
-    async def processing_turns(self) -> list[tuple[ChatTurn, ChatSession]]:
-        """Every turn still processing, with its chat session."""
-        async with self._session() as s:
-            stmt = (
-                select(ChatTurn, ChatSession)
-                .join(ChatSession, ChatSession.id == ChatTurn.chat_session_id)
-                .where(ChatTurn.status == TurnStatus.PROCESSING.value)
-            )
-            return [(t, c) for t, c in (await s.execute(stmt)).all()]
 
     async def turn_out(self, turn_id: str) -> TurnOut | None:
         """The whole turn as wire JSON, or None."""
@@ -281,15 +223,36 @@ class Store:
                     select(ToolCall).where(ToolCall.turn_id.in_(ids)).order_by(ToolCall.id)
                 )
             ).all()
-        return [_turn_out(t, blocks, calls) for t in turns]
+            live = [t.id for t in turns if t.status == TurnStatus.PROCESSING.value]
+            agents = (
+                (
+                    await s.scalars(
+                        select(TurnAgentEvent)
+                        .where(TurnAgentEvent.turn_id.in_(live))
+                        .order_by(TurnAgentEvent.id)
+                    )
+                ).all()
+                if live
+                else []
+            )
+        return [_turn_out(t, blocks, calls, agents) for t in turns]
 
-    # -- blocks and tool calls (the recorder's O(1) appends) -------------------
-    # -- the recorder's writes (O(1) appends; see store/batch.py) -----------------
-    async def write_batch(self, ops: Sequence[batch.WriteOp]) -> None:
-        """Apply the recorder's writes in order, in one transaction."""
-        async with self._session() as s:
-            await batch.apply(s, ops)
-            await s.commit()
+    # -- transactions (the hub's writer runs every state change through these) --
+    @property
+    def lock_rows(self) -> bool:
+        """Whether row locks (`FOR UPDATE`) mean anything here: PostgreSQL, not SQLite."""
+        return self.engine.dialect.name == "postgresql"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        async with self._session() as s, s.begin():
+            yield s
+
+    async def write(self, writes: Sequence[batch.TurnWrite], node: str) -> dict[str, batch.Outcome]:
+        """Apply the stream's writes of many turns in one transaction (see store/batch.py)."""
+        async with self.transaction() as s:
+            return await batch.apply_writes(s, writes, node, lock_rows=self.lock_rows)
 
 
 def _tool_out(call: ToolCall) -> ToolCallOut:
@@ -302,7 +265,35 @@ def _tool_out(call: ToolCall) -> ToolCallOut:
     )
 
 
-def _turn_out(turn: ChatTurn, blocks: Sequence[TurnBlock], calls: Sequence[ToolCall]) -> TurnOut:
+def agent_streams(rows: Sequence[TurnAgentEvent]) -> dict[str, list[Any]]:
+    """Running subagents' events by agentId, consecutive text deltas merged (as the hub keeps them)."""
+    streams: dict[str, list[Any]] = {}
+    for row in rows:
+        stream = streams.setdefault(row.agent_id, [])
+        merge_agent_event(stream, row.event, json.loads(row.payload))
+    return streams
+
+
+#: The text field of each subagent text event (merged across consecutive deltas).
+AGENT_TEXT = {"agent:thinking": "thinking", "agent:response": "chunk"}
+
+
+def merge_agent_event(stream: list[Any], event: str, data: dict[str, Any]) -> None:
+    """Append `[event, data]` to a subagent's stream, merging a text delta into the last one."""
+    key = AGENT_TEXT.get(event)
+    last = stream[-1] if stream else None
+    if key is not None and last is not None and last[0] == event and isinstance(data.get(key), str):
+        last[1] = {**last[1], key: last[1][key] + data[key]}
+    else:
+        stream.append([event, data])
+
+
+def _turn_out(
+    turn: ChatTurn,
+    blocks: Sequence[TurnBlock],
+    calls: Sequence[ToolCall],
+    agents: Sequence[TurnAgentEvent] = (),
+) -> TurnOut:
     tools = {c.id: _tool_out(c) for c in calls if c.turn_id == turn.id}
     out_blocks = []
     for b in blocks:
@@ -326,9 +317,11 @@ def _turn_out(turn: ChatTurn, blocks: Sequence[TurnBlock], calls: Sequence[ToolC
         errorMessage=turn.error_message,
         retries=turn.retries,
         cancelled=True if turn.cancelled else None,
+        seq=turn.applied_seq,
         createdAt=turn.created_at,
         updatedAt=turn.updated_at,
         blocks=out_blocks,
         toolCalls=tool_list,
         stats={"toolCallCount": len(tool_list), "blockCount": len(out_blocks)},
+        agentStreams=agent_streams([a for a in agents if a.turn_id == turn.id]) or None,
     )

@@ -118,6 +118,11 @@ class ChatTurn(Base):
     retries: Mapped[int] = mapped_column(Integer, default=0)
     #: Ended by a cancel (status is then error, with the message "cancelled").
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: An IDE asked to cancel it: however it ends, it ends as cancelled.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The last stream event (its seq) whose rows are stored: written in the same
+    #: transaction as those rows, so the stored turn is exactly the stream up to it.
+    applied_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(Stamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Stamp, default=utcnow)
 
@@ -155,3 +160,51 @@ class TurnBlock(Base):
     )
 
     __table_args__ = (UniqueConstraint("turn_id", "idx", name="uq_turn_blocks_turn_idx"),)
+
+
+class TurnAgentEvent(Base):
+    """One `agent:*` event of a subagent still running (kept until its `agent:complete`)."""
+
+    __tablename__ = "turn_agent_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    turn_id: Mapped[str] = mapped_column(ForeignKey("chat_turns.id", ondelete="CASCADE"))
+    agent_id: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_turn_agent_events_turn", "turn_id", "id"),)
+
+
+class DroneLease(Base):
+    """Who holds a drone: its lock, its current turn, the node serving it, and its deadlines.
+
+    Changed only by conditional UPDATEs (hub/state/leases.py). `epoch` goes up each time
+    the drone's socket is taken by a node; a node writes a turn's stream only while the
+    lease still names it at the epoch it took (writes are fenced).
+    """
+
+    __tablename__ = "drone_leases"
+    drone_id: Mapped[str] = mapped_column(
+        ForeignKey("drones.id", ondelete="CASCADE"), primary_key=True
+    )
+    chat_session_id: Mapped[str | None] = mapped_column(
+        ForeignKey("chat_sessions.id", ondelete="SET NULL"), nullable=True
+    )
+    user_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    current_turn_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    owner_node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    #: The drone is away with a turn: at this time the turn ends (grace, or unclaimed).
+    drone_deadline: Mapped[datetime | None] = mapped_column(Stamp, nullable=True)
+    #: Why drone_deadline was set ("grace" or "unclaimed"), for the turn's error message.
+    drone_deadline_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: Every IDE of the lock is away: at this time the lock is released (never mid-turn).
+    ide_deadline: Mapped[datetime | None] = mapped_column(Stamp, nullable=True)
+    #: Crash recovery said retry: at this time the work order is sent again.
+    retry_at: Mapped[datetime | None] = mapped_column(Stamp, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(Stamp, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_drone_leases_owner", "owner_node"),
+        Index("ix_drone_leases_session", "chat_session_id"),
+    )

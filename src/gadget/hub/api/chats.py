@@ -35,7 +35,11 @@ async def list_turns(chat_session_id: PathId, user: UserDep, hub: HubDep) -> lis
     if chat is None or chat.user_id != user.id:
         raise NotFound(f"unknown chat session {chat_session_id}")
     turns = await hub.store.session_turns(chat_session_id)
-    return [(hub.turns.snapshot(t.id) or t).wire() for t in turns]
+    out = []
+    for turn in turns:
+        live = hub.drones.live(turn.id)
+        out.append((live.snapshot() if live is not None else turn).wire())
+    return out
 
 
 @router.get(

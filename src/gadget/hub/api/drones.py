@@ -11,7 +11,6 @@ from gadget.hub.api.deps import QUERY_CHECK, HubDep, UserDep
 from gadget.hub.api.schemas import MAX_BODY, DroneOut, NewDroneOut, PathId, TerminateOut, refusals
 from gadget.hub.auth import Auth
 from gadget.hub.exceptions import Conflict, NotFound
-from gadget.hub.routing import DroneLink
 from gadget.hub.views import drone_json
 from gadget.store.tables import DroneRegistration
 
@@ -27,11 +26,14 @@ class NewDrone(BaseModel):
     hostname: Annotated[str, StringConstraints(max_length=255)] = ""
 
 
-def _with_state(drone: DroneRegistration, hub: HubDep) -> dict[str, Any]:
-    link = hub.router.drones.get(drone.id) or DroneLink(drone.id, drone.owner_id, drone.name)
-    stored = drone_json(drone)
-    live = {k: v for k, v in link.view().items() if v is not None or k not in stored}
-    return {**stored, **live}
+async def _with_state(drones: list[DroneRegistration], hub: HubDep) -> list[dict[str, Any]]:
+    views = await hub.drones.views([d.id for d in drones])
+    out = []
+    for drone in drones:
+        stored = drone_json(drone)
+        live = {k: v for k, v in views[drone.id].items() if v is not None or k not in stored}
+        out.append({**stored, **live})
+    return out
 
 
 async def _own(drone_id: str, user_id: str, hub: HubDep) -> DroneRegistration:
@@ -44,7 +46,7 @@ async def _own(drone_id: str, user_id: str, hub: HubDep) -> DroneRegistration:
 @router.get("", response_model=list[DroneOut], responses=refusals(401))
 async def list_drones(user: UserDep, hub: HubDep) -> list[dict[str, Any]]:
     """The user's drones with online state, workspace mode and lock holder."""
-    return [_with_state(d, hub) for d in await hub.store.list_drones(user.id)]
+    return await _with_state(await hub.store.list_drones(user.id), hub)
 
 
 @router.post(
@@ -74,10 +76,10 @@ async def register_drone(body: NewDrone, user: UserDep, hub: HubDep) -> dict[str
 async def delete_drone(drone_id: PathId, user: UserDep, hub: HubDep) -> Response:
     """Forget a drone: it can no longer connect (a connected socket is closed)."""
     await _own(drone_id, user.id, hub)
+    record = await hub.drones.presence.drone(drone_id)
     await hub.store.delete_drone(drone_id)
-    link = hub.router.drones.pop(drone_id, None)
-    if link is not None and link.sid is not None:
-        await hub.sio.disconnect(link.sid)
+    if record is not None and record.get("online") and record.get("sid"):
+        await hub.sio.disconnect(record["sid"])
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -19,8 +19,9 @@ from pydantic import ValidationError
 from socketio import packet as sio_packet
 
 from gadget.hub.bus import Bus
-from gadget.hub.exceptions import HubError
-from gadget.hub.routing import Router
+from gadget.hub.exceptions import HubError, Resend
+from gadget.hub.state.drones import Drones
+from gadget.hub.state.ides import Ides
 from gadget.protocol import ArgsError, HubEvent
 
 logger = logging.getLogger(__name__)
@@ -66,9 +67,10 @@ class Dispatcher:
     `cancelWorkOrder`), so the table is chosen by sender, never by name alone.
     """
 
-    def __init__(self, sio: HubServer, router: Router, bus: Bus) -> None:
+    def __init__(self, sio: HubServer, drones: Drones, ides: Ides, bus: Bus) -> None:
         self._sio = sio
-        self._router = router
+        self._drones = drones
+        self._ides = ides
         self._bus = bus
         self._ide: dict[str, Handler] = {}
         self._drone: dict[str, Handler] = {}
@@ -80,9 +82,9 @@ class Dispatcher:
 
     async def dispatch(self, sid: str, event: str, args: list[Any]) -> Reply:
         """Run the handler of `event` for the socket `sid`, mapping errors to a refusal."""
-        if sid in self._router.drone_sids:
+        if self._drones.by_sid(sid) is not None:
             handler = self._drone.get(event)
-        elif sid in self._router.ides:
+        elif sid in self._ides:
             handler = self._ide.get(event)
         else:
             return None  # connected at the Socket.IO level, but not (or no longer) known
@@ -94,6 +96,9 @@ class Dispatcher:
         try:
             result: Reply = await handler(sid, *args)
             return result
+        except Resend as exc:
+            extra = {"code": exc.code, "turnId": exc.turn_id, "expected": exc.expected}
+            return await self.refuse(sid, event, str(exc), extra)
         except (HubError, ArgsError) as exc:
             return await self.refuse(sid, event, str(exc))
         except ValidationError as exc:
@@ -104,10 +109,14 @@ class Dispatcher:
             logger.exception("handler of %s from %s failed", event, sid)
             return await self.refuse(sid, event, "internal error (logged on the hub)")
 
-    async def refuse(self, sid: str, event: str, message: str) -> Reply:
+    async def refuse(
+        self, sid: str, event: str, message: str, extra: dict[str, Any] | None = None
+    ) -> Reply:
         """Log a refused event, tell its sender, and answer its ack with (False, message)."""
-        logger.warning("refused %s from %s: %s", event[:_NAME_ECHO], sid, message)
-        await self._bus.to_sid(
-            sid, HubEvent.ERROR, {"event": event[:_NAME_ECHO], "message": message}
-        )
+        if extra is None:
+            logger.warning("refused %s from %s: %s", event[:_NAME_ECHO], sid, message)
+        else:
+            logger.info("not applied now %s from %s: %s", event[:_NAME_ECHO], sid, message)
+        payload = {"event": event[:_NAME_ECHO], "message": message, **(extra or {})}
+        await self._bus.to_sid(sid, HubEvent.ERROR, payload)
         return (False, message)

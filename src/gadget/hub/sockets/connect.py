@@ -9,11 +9,13 @@ import socketio
 from pydantic import ValidationError
 
 from gadget.hub.auth import Auth
+from gadget.hub.bus import Bus, user_room
 from gadget.hub.exceptions import AuthError
 from gadget.hub.recovery import Recovery
-from gadget.hub.routing import IdeLink, Router, user_room
 from gadget.hub.sessions import Sessions
-from gadget.protocol import ModelInfo
+from gadget.hub.state.drones import Drones, Hello, Taken
+from gadget.hub.state.ides import IdeLink, Ides
+from gadget.protocol import MAX_ID, ErrorCode, HubEvent, ModelInfo
 from gadget.store.repository import Store
 from gadget.store.tables import utcnow
 
@@ -28,19 +30,23 @@ class ConnectHandlers:
         sio: socketio.AsyncServer,
         auth: Auth,
         store: Store,
-        router: Router,
+        drones: Drones,
+        ides: Ides,
+        bus: Bus,
         sessions: Sessions,
         recovery: Recovery,
     ) -> None:
         self._sio = sio
         self._auth = auth
         self._store = store
-        self._router = router
+        self._drones = drones
+        self._ides = ides
+        self._bus = bus
         self._sessions = sessions
         self._recovery = recovery
 
     def install(self) -> None:
-        """Register connect and disconnect."""
+        """Register connect and disconnect (client events never reach these: sockets/base.py)."""
         self._sio.on("connect", handler=self.on_connect)
         self._sio.on("disconnect", handler=self.on_disconnect)
 
@@ -65,7 +71,7 @@ class ConnectHandlers:
         user = await self._store.get_user(user_id)
         if user is None:
             raise AuthError("unknown user: log in again")
-        self._router.ides[sid] = IdeLink(sid, user.id, user.username)
+        self._ides.add(IdeLink(sid, user.id, user.username))
         await self._sio.enter_room(sid, user_room(user.id))
 
     async def _drone(self, sid: str, auth: dict[str, Any]) -> None:
@@ -73,33 +79,84 @@ class ConnectHandlers:
         drone = await self._store.get_drone(drone_id) if isinstance(drone_id, str) else None
         if drone is None or not self._auth.check_drone_key(drone.key_hash, auth.get("key")):
             raise AuthError("unknown drone or wrong key: register it with `gadget drone register`")
-        hostname = auth.get("hostname")
+        hello = hello_of(auth)
         # Cut to the column's size: PostgreSQL refuses longer values (SQLite would keep them).
-        await self._store.touch_drone(
-            drone.id, hostname[:255] if isinstance(hostname, str) else None
-        )
-        link = self._router.drone(drone.id, drone.owner_id, drone.name)
-        link.model = _model_info(auth.get("model"))
-        sandbox = auth.get("sandbox")
-        link.sandbox = sandbox if sandbox in ("bwrap", "none") else None
-        link.last_seen = utcnow().isoformat()
-        replaced = self._router.attach_drone(link, sid)
-        if replaced is not None:
-            logger.info("drone %s reconnected; closing its older socket %s", drone.id, replaced)
-            await self._sio.disconnect(replaced)
-        await self._recovery.drone_online(link)
+        await self._store.touch_drone(drone.id, hello.hostname[:255] if hello.hostname else None)
+        other = await self._drones.presence.drone(drone.id)
+        taken = await self._drones.connect(drone.id, drone.owner_id, drone.name, sid, hello)
+        await self._replace(taken, other)
+        await self._recovery.drone_connected(taken)
+
+    async def _replace(self, taken: Taken, other: dict[str, Any] | None) -> None:
+        """Close the drone's older socket; another process with its id is told why."""
+        old_sid = taken.replaced_sid
+        if old_sid is None and other is not None and other.get("online"):
+            old_sid = other.get("sid") if other.get("sid") != taken.state.sid else None
+        if old_sid is None:
+            return
+        hello = taken.state.hello
+        same_process = other is not None and other.get("instance") == hello.instance
+        if not same_process:
+            where = f"host {hello.hostname or '?'} (pid {hello.pid or '?'})"
+            message = (
+                f"drone {taken.state.name} was started again on {where}: this process "
+                "stops. Run one drone process per registration (or register another)."
+            )
+            logger.warning(
+                "drone %s: another process connected from %s", taken.state.drone_id, where
+            )
+            conflict = {"hostname": hello.hostname, "pid": hello.pid, "at": utcnow().isoformat()}
+            await self._drones.note(taken.state.drone_id, conflict=conflict)
+            await self._bus.to_sid(
+                old_sid,
+                HubEvent.ERROR,
+                {"event": "connect", "message": message, "code": ErrorCode.REPLACED.value},
+            )
+        else:
+            logger.info("drone %s reconnected; closing its older socket", taken.state.drone_id)
+        await self._sio.disconnect(old_sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         """Forget the socket; a drone's turn and an IDE's lock get their grace period."""
-        ide = self._router.ides.get(sid)
+        ide = self._ides.get(sid)
         if ide is not None:
             await self._sessions.ide_gone(ide)
             return
-        link = self._router.detach_drone(sid)
-        if link is not None and link.sid is None:
-            link.last_seen = utcnow().isoformat()
-            await self._store.touch_drone(link.drone_id)
-            await self._recovery.drone_offline(link)
+        state = await self._drones.disconnect(sid)
+        if state is not None:
+            await self._store.touch_drone(state.drone_id)
+            await self._recovery.drone_disconnected(state)
+
+
+def hello_of(auth: dict[str, Any]) -> Hello:
+    """What a drone's `auth` says about it; malformed optional parts are ignored."""
+    running = auth.get("running")
+    turn = running.get("turnId") if isinstance(running, dict) else None
+    seq = running.get("seq") if isinstance(running, dict) else None
+    ran = (
+        (turn, seq)
+        if isinstance(turn, str) and 0 < len(turn) <= MAX_ID and type(seq) is int and seq >= 0
+        else None
+    )
+    recovering = auth.get("recovering")
+    pid = auth.get("pid")
+    instance = auth.get("instance")
+    hostname = auth.get("hostname")
+    sandbox = auth.get("sandbox")
+    info: dict[str, Any] = {"model": _model_info(auth.get("model"))}
+    if sandbox in ("bwrap", "none"):
+        info["sandbox"] = sandbox
+    return Hello(
+        instance=instance[:MAX_ID] if isinstance(instance, str) else None,
+        pid=pid if type(pid) is int else None,
+        hostname=hostname[:255] if isinstance(hostname, str) else None,
+        says_running="running" in auth,
+        running=ran,
+        recovering=recovering
+        if isinstance(recovering, str) and len(recovering) <= MAX_ID
+        else None,
+        info=info,
+    )
 
 
 def _model_info(value: Any) -> dict[str, Any] | None:

@@ -1,29 +1,29 @@
-"""Events from drones (the reference's DroneSession): validate, record in memory, forward.
+"""Events from drones (the reference's DroneSession): validate, apply once, forward.
 
-Handlers run inline in the drone socket's read loop (`async_handlers=False`),
-so one drone's events are handled strictly in the order it sent them, and the
-only await before a forward is the forward itself: tokens reach the IDEs in the
-drone's order. Database writes happen later, in the recorder's writer tasks.
-
-The in-memory mirror is updated *before* the forward, with no await between
-them: the forward yields while its packets are queued, and an IDE that locks
-the session in that moment takes a snapshot. Mirror-then-forward makes each
-delta land either in that snapshot or in the stream after it, never in both or
-neither (tests/hub/test_reload.py).
+Handlers run inline in the drone socket's read loop (`async_handlers=False`), so
+one drone's events are handled in the order it sent them. A stream event carries
+its `{"turnId", "seq"}` mark (reference drones send none: the hub numbers them);
+the live turn applies it only if it is the next one (a resend at or below the
+turn's seq is dropped, a gap is refused so the drone resends), then the event is
+forwarded to the turn's session with its mark. IDEs keep a cursor per turn, so
+ordering between a snapshot and the stream never rests on scheduling: nothing is
+shown twice or missed. Database writes happen later, in the hub's writer; the
+drone is acknowledged (`streamAck`) only once they are committed.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from gadget.hub.bus import Bus
-from gadget.hub.exceptions import Refused
-from gadget.hub.recorder import Recorder
+from gadget.hub.bus import Bus, drone_room, session_room
+from gadget.hub.exceptions import Refused, Resend
 from gadget.hub.recovery import Recovery
-from gadget.hub.routing import DroneLink, Router
-from gadget.hub.sessions import Sessions
 from gadget.hub.sockets.base import Handler
+from gadget.hub.state.drones import Drones, DroneState
+from gadget.hub.stream.live import LiveTurn, Verdict
+from gadget.hub.stream.writer import Writer
 from gadget.hub.turns import WorkOrders
 from gadget.protocol import (
     MAX_CONTENT,
@@ -36,15 +36,21 @@ from gadget.protocol import (
     BlockMode,
     CrashRecoveryRequest,
     DroneEvent,
+    ErrorCode,
     LogArgs,
     ToolCallArgs,
     ToolCallOut,
     WorkOrderCompleteArgs,
+    mark,
     parse_args,
     parse_mode,
+    split_mark,
 )
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between two warnings about events a drone sends with no turn to go to.
+_WARN_EVERY_S = 10.0
 
 
 class DroneHandlers:
@@ -52,19 +58,20 @@ class DroneHandlers:
 
     def __init__(
         self,
-        router: Router,
+        drones: Drones,
+        writer: Writer,
         bus: Bus,
-        recorder: Recorder,
         turns: WorkOrders,
-        sessions: Sessions,
         recovery: Recovery,
+        flush_bytes: int,
     ) -> None:
-        self._router = router
+        self._drones = drones
+        self._writer = writer
         self._bus = bus
-        self._recorder = recorder
         self._turns = turns
-        self._sessions = sessions
         self._recovery = recovery
+        self._flush_bytes = flush_bytes
+        self._warned = 0.0
 
     def table(self) -> dict[str, Handler]:
         """The dispatch table: event name → handler."""
@@ -86,18 +93,69 @@ class DroneHandlers:
             DroneEvent.AGENT_COMPLETE: self.on_agent_complete,
         }
 
-    def _link(self, sid: str) -> DroneLink:
-        return self._router.drone_sids[sid]
+    def _state(self, sid: str) -> DroneState:
+        state = self._drones.by_sid(sid)
+        if state is None:
+            raise Refused("this drone connection was replaced by a newer one")
+        return state
 
-    def _streaming(self, sid: str, event: str) -> tuple[DroneLink, str] | None:
-        """The drone and its current turn, or None (dropped with a warning) when it has none."""
-        link = self._router.drone_sids[sid]
-        if link.lock is None or link.current_turn_id is None:
-            logger.warning(
-                "dropped %s from drone %s: no locked session with a turn", event, link.drone_id
-            )
+    async def _target(
+        self, sid: str, event: str, marked: tuple[str, int] | None
+    ) -> tuple[DroneState, LiveTurn, int] | None:
+        """The live turn a stream event goes to and the seq it gets; None when it is dropped.
+
+        Raises:
+            Resend: a gap in the drone's numbering, or the hub's memory for unstored
+                writes is full: the drone resends from the expected seq.
+        """
+        state = self._state(sid)
+        live = state.live
+        if marked is not None and (live is None or live.id != marked[0]):
+            live = await self._drones.adopt(state, marked[0])
+            if live is None:
+                if self._drones.first_stale(state, marked[0]):
+                    await self._recovery.stale_event(state, *marked)
+                return None
+        elif live is None:
+            live = await self._unmarked_turn(state, event)
+            if live is None:
+                return None
+        verdict, seq = live.accept(marked[1] if marked else None)
+        if verdict is Verdict.DUPLICATE:
             return None
-        return link, link.current_turn_id
+        if verdict is Verdict.GAP:
+            raise Resend(
+                f"{event} seq {marked[1] if marked else '?'} of turn {live.id}: expected {seq}",
+                ErrorCode.GAP,
+                live.id,
+                seq,
+            )
+        if self._writer.full:
+            raise Resend(
+                "the hub holds too much not yet stored: resend later", ErrorCode.FULL, live.id, seq
+            )
+        return state, live, seq
+
+    async def _unmarked_turn(self, state: DroneState, event: str) -> LiveTurn | None:
+        """The turn an unnumbered event (a reference drone) belongs to: the lease's current."""
+        now = time.monotonic()
+        if now < state.quiet_until:
+            return None
+        lease = await self._drones.lease(state.drone_id)
+        if lease is not None and lease.current_turn_id is not None:
+            live = await self._drones.adopt(state, lease.current_turn_id)
+            if live is not None:
+                return live
+        state.quiet_until = now + 1.0
+        if now - self._warned > _WARN_EVERY_S:
+            self._warned = now
+            logger.warning("dropped %s from drone %s: it has no turn", event, state.drone_id)
+        return None
+
+    async def _forward(self, live: LiveTurn, event: str, seq: int, *args: Any) -> None:
+        await self._bus.to_room(
+            session_room(live.chat_session_id), event, *args, mark(live.id, seq)
+        )
 
     # -- text streaming: the hot path ------------------------------------------
     async def on_thinking(self, sid: str, *args: Any) -> None:
@@ -108,103 +166,109 @@ class DroneHandlers:
         """Add an answer delta to the growing responding block and forward it."""
         await self._text(sid, DroneEvent.RESPONSE, BlockMode.RESPONDING, args)
 
-    async def _text(self, sid: str, event: str, mode: BlockMode, args: tuple[Any, ...]) -> None:
+    async def _text(self, sid: str, event: str, mode: BlockMode, raw: tuple[Any, ...]) -> None:
+        args, marked = split_mark(raw)
         # A type and size check instead of a pydantic model: this runs for every token.
         if len(args) != 1 or type(args[0]) is not str or len(args[0]) > MAX_CONTENT:
             raise ArgsError(f"{event} expects one string of at most {MAX_CONTENT} characters")
-        found = self._streaming(sid, event)
+        found = await self._target(sid, event, marked)
         if found is None:
             return
-        link, turn_id = found
-        assert link.lock is not None
-        self._recorder.text(turn_id, mode, args[0])
-        await self._bus.to_room(link.lock.room, event, args[0])
+        _state, live, seq = found
+        live.text(seq, mode, args[0], self._flush_bytes)
+        self._drones.applied(live, len(args[0]))
+        await self._forward(live, event, seq, args[0])
 
     # -- the rest of the stream ------------------------------------------------
-    async def on_tool_call(self, sid: str, *args: Any) -> None:
+    async def on_tool_call(self, sid: str, *raw: Any) -> None:
         """Record a tool call (a tool block and a toolCalls entry) and forward it."""
+        args, marked = split_mark(raw)
         call = parse_args(ToolCallArgs, args)
-        found = self._streaming(sid, DroneEvent.TOOL_CALL)
+        found = await self._target(sid, DroneEvent.TOOL_CALL, marked)
         if found is None:
             return
-        link, turn_id = found
-        assert link.lock is not None
+        _state, live, seq = found
         out = ToolCallOut(
             callId=call.callId, name=call.name, parameters=call.params, response=call.response
         )
-        self._recorder.tool_call(turn_id, out)
-        await self._bus.to_room(link.lock.room, DroneEvent.TOOL_CALL, *args)
+        live.tool_call(seq, out)
+        self._drones.applied(live, len(call.params) + len(call.response))
+        await self._forward(live, DroneEvent.TOOL_CALL, seq, *args)
 
     def _agent(self, event: str, model: type[Any]) -> Handler:
-        async def handle(sid: str, *args: Any) -> None:
+        async def handle(sid: str, *raw: Any) -> None:
+            args, marked = split_mark(raw)
             if len(args) != 1 or not isinstance(args[0], dict):
                 raise ArgsError(f"{event} expects one object")
             payload = model.model_validate(args[0])
-            found = self._streaming(sid, event)
+            found = await self._target(sid, event, marked)
             if found is not None:
-                link, turn_id = found
-                assert link.lock is not None
-                self._recorder.agent_event(turn_id, payload.agentId, event, args[0])
-                await self._bus.to_room(link.lock.room, event, args[0])
+                _state, live, seq = found
+                live.agent_event(seq, payload.agentId, event, args[0])
+                self._drones.applied(live, 256)
+                await self._forward(live, event, seq, args[0])
 
         return handle
 
-    async def on_agent_complete(self, sid: str, *args: Any) -> None:
+    async def on_agent_complete(self, sid: str, *raw: Any) -> None:
         """Forward a subagent's completion and set its tool call's response and summary."""
+        args, marked = split_mark(raw)
         if len(args) != 1 or not isinstance(args[0], dict):
             raise ArgsError(
                 "agent:complete expects one object {agentId, response, subagent, stats}"
             )
         done = AgentComplete.model_validate(args[0])
-        found = self._streaming(sid, DroneEvent.AGENT_COMPLETE)
+        found = await self._target(sid, DroneEvent.AGENT_COMPLETE, marked)
         if found is None:
             return
-        link, turn_id = found
-        assert link.lock is not None
-        if not self._recorder.complete_tool(turn_id, done.agentId, done.response, done.subagent):
+        _state, live, seq = found
+        if not live.complete_tool(seq, done.agentId, done.response, done.subagent):
             logger.warning(
-                "agent:complete for unknown tool call %s of turn %s", done.agentId, turn_id
+                "agent:complete for unknown tool call %s of turn %s", done.agentId, live.id
             )
-        await self._bus.to_room(link.lock.room, DroneEvent.AGENT_COMPLETE, args[0])
+        self._drones.applied(live, len(done.response or "") + 512)
+        await self._forward(live, DroneEvent.AGENT_COMPLETE, seq, args[0])
 
-    async def on_complete(self, sid: str, *args: Any) -> None:
+    async def on_complete(self, sid: str, *raw: Any) -> None:
         """The drone finished its current turn."""
+        args, marked = split_mark(raw)
         done = parse_args(WorkOrderCompleteArgs, args)
-        link = self._link(sid)
-        if done.turnId != link.current_turn_id:
+        if marked is not None and marked[0] != done.turnId:
+            raise ArgsError(f"workOrderComplete for {done.turnId} marked as turn {marked[0]}")
+        state = self._state(sid)
+        if marked is None and (state.live is None or state.live.id != done.turnId):
             logger.warning(
-                "dropped workOrderComplete(%s) from drone %s: its current turn is %s",
+                "dropped workOrderComplete(%s) from drone %s: not its current turn",
                 done.turnId,
-                link.drone_id,
-                link.current_turn_id,
+                state.drone_id,
             )
             return
-        await self._turns.complete(link, done.turnId, done.success, done.message)
+        found = await self._target(sid, DroneEvent.WORK_ORDER_COMPLETE, marked)
+        if found is None:
+            return
+        state, live, seq = found
+        await self._turns.complete(state, live, seq, args)
 
     async def on_status(self, sid: str, *args: Any) -> None:
-        """Forward a status line to the session's IDEs."""
+        """Forward a status line to the lock's IDEs."""
         if len(args) != 1 or not isinstance(args[0], str) or len(args[0]) > 10_000:
             raise ArgsError("status expects one string of at most 10000 characters")
-        await self._forward(sid, DroneEvent.STATUS, args)
+        await self._bus.to_room(drone_room(self._state(sid).drone_id), DroneEvent.STATUS, *args)
 
     async def on_log(self, sid: str, *args: Any) -> None:
-        """Forward a log record to the session's IDEs."""
+        """Forward a log record to the lock's IDEs."""
         parse_args(LogArgs, args)
-        await self._forward(sid, DroneEvent.LOG, args)
+        await self._bus.to_room(drone_room(self._state(sid).drone_id), DroneEvent.LOG, *args)
 
     async def on_mode_changed(self, sid: str, *args: Any) -> None:
         """Record the drone's workspace mode and tell the IDEs."""
-        link = self._link(sid)
-        link.workspace_mode = parse_mode(args, DroneEvent.WORKSPACE_MODE_CHANGED)
-        await self._forward(sid, DroneEvent.WORKSPACE_MODE_CHANGED, args)
-        await self._sessions.publish(link)
-
-    async def _forward(self, sid: str, event: str, args: tuple[Any, ...]) -> None:
-        link = self._link(sid)
-        if link.lock is None:
-            logger.info("drone %s sent %s with no locked session", link.drone_id, event)
-            return
-        await self._bus.to_room(link.lock.room, event, *args)
+        state = self._state(sid)
+        mode = parse_mode(args, DroneEvent.WORKSPACE_MODE_CHANGED)
+        await self._drones.set_mode(state, mode)
+        await self._bus.to_room(
+            drone_room(state.drone_id), DroneEvent.WORKSPACE_MODE_CHANGED, *args
+        )
+        await self._recovery.publish(state.drone_id, state.owner_id)
 
     async def on_crash_recovery(self, sid: str, *args: Any) -> None:
         """A restarted drone found a cached work order: discard or retry it."""
@@ -213,7 +277,7 @@ class DroneHandlers:
                 "requestCrashRecovery expects one object {workspaceId, turnId, chatSessionId}"
             )
         req = CrashRecoveryRequest.model_validate(args[0])
-        link = self._link(sid)
-        if link.sid != sid:
-            raise Refused("this drone connection was replaced by a newer one")
-        await self._recovery.crash_recovery(link, req)
+        await self._recovery.crash_recovery(self._state(sid), req)
+
+
+__all__ = ["DroneHandlers"]

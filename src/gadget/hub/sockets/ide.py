@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gadget.hub.routing import IdeLink, Router
+from gadget.hub.exceptions import Refused
 from gadget.hub.sessions import Sessions
 from gadget.hub.sockets.base import Handler, Reply
+from gadget.hub.state.ides import IdeLink, Ides
 from gadget.hub.turns import WorkOrders
 from gadget.protocol import MAX_CONTENT, MAX_ID, ArgsError, IdeEvent, Ref, parse_mode
 
@@ -35,8 +36,8 @@ def _id(value: Any, what: str) -> str:
 class IdeHandlers:
     """One method per IDE→hub event; acks answer `(success, value or reason)`."""
 
-    def __init__(self, router: Router, sessions: Sessions, turns: WorkOrders) -> None:
-        self._router = router
+    def __init__(self, ides: Ides, sessions: Sessions, turns: WorkOrders) -> None:
+        self._ides = ides
         self._sessions = sessions
         self._turns = turns
 
@@ -52,7 +53,10 @@ class IdeHandlers:
         }
 
     def _ide(self, sid: str) -> IdeLink:
-        return self._router.ides[sid]
+        link = self._ides.get(sid)
+        if link is None:
+            raise Refused("this IDE connection is closing")
+        return link
 
     async def on_lock(self, sid: str, *args: Any) -> Reply:
         """requestSessionLock(registration, project, chatSession) → (True, chatSessionId)."""
@@ -73,7 +77,7 @@ class IdeHandlers:
         return (True,)
 
     async def on_mode(self, sid: str, *args: Any) -> Reply:
-        """requestWorkspaceMode(mode): forwarded to the drone, which answers workspaceModeChanged."""
+        """requestWorkspaceMode(mode) → the drone's answer: (True,) or (False, reason)."""
         await self._sessions.set_mode(self._ide(sid), parse_mode(args, "mode"))
         return (True,)
 
@@ -83,14 +87,17 @@ class IdeHandlers:
             raise ArgsError("prompt: expected one non-empty string")
         if len(args[0]) > MAX_CONTENT:
             raise ArgsError(f"prompt: longer than {MAX_CONTENT} characters")
-        turn_id = await self._turns.submit(self._ide(sid), args[0])
-        return (True, turn_id)
+        ide = self._ide(sid)
+        lease = await self._sessions.locked(ide)
+        return (True, await self._turns.submit(ide, lease, args[0]))
 
     async def on_cancel(self, sid: str, *args: Any) -> Reply:
-        """cancelWorkOrder(turnId) → (True,); the drone ends the turn with "cancelled"."""
+        """cancelWorkOrder(turnId) → (True,); the turn ends as cancelled."""
         if len(args) != 1:
             raise ArgsError("expected one argument: turnId")
-        await self._turns.cancel(self._ide(sid), _id(args[0], "turnId"))
+        turn_id = _id(args[0], "turnId")
+        lease = await self._sessions.locked(self._ide(sid))
+        await self._turns.cancel(lease, turn_id)
         return (True,)
 
     async def on_terminate(self, sid: str, *args: Any) -> Reply:

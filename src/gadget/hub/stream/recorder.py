@@ -1,0 +1,102 @@
+"""The live turns recorded on this node, and the sealing of what they owe the database.
+
+Handlers apply stream events to a :class:`~gadget.hub.stream.live.LiveTurn` and
+tell the recorder (:meth:`Recorder.applied`); the writer seals every turn that
+changed at each flush tick (:meth:`Recorder.seal`) into one batch. A turn that has
+ended stays readable here until its end is stored, so REST and snapshots never
+read a half-written turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from gadget.hub.stream.live import LiveTurn
+from gadget.protocol import TurnOut
+from gadget.store import batch
+
+logger = logging.getLogger(__name__)
+
+#: The lease epoch this node holds for a drone, or None when it holds none.
+EpochOf = Callable[[str], int | None]
+
+
+class Recorder:
+    """Every live turn of this node, by id, and which of them owe writes."""
+
+    def __init__(self, flush_bytes: int) -> None:
+        self.flush_bytes = flush_bytes
+        self._turns: dict[str, LiveTurn] = {}
+        self._dirty: dict[str, LiveTurn] = {}
+        self._epoch_of: EpochOf = lambda _drone: None
+        #: Bytes applied since the last seal (text and operations not yet handed to the writer).
+        self.unsealed_bytes = 0
+
+    def bind(self, epoch_of: EpochOf) -> None:
+        """Where the recorder learns the epoch each drone is held at (the drones' owner)."""
+        self._epoch_of = epoch_of
+
+    def __len__(self) -> int:
+        """How many turns are live here."""
+        return len(self._turns)
+
+    # -- live turns ------------------------------------------------------------
+    def add(self, live: LiveTurn) -> LiveTurn:
+        """Record `live` from now on (replacing an older mirror of the same turn)."""
+        self._turns[live.id] = live
+        return live
+
+    def get(self, turn_id: str) -> LiveTurn | None:
+        """The live turn `turn_id`, if it is recorded here."""
+        return self._turns.get(turn_id)
+
+    def snapshot(self, turn_id: str) -> TurnOut | None:
+        """The live turn as JSON-ready model, or None if it is not recorded here."""
+        live = self._turns.get(turn_id)
+        return live.snapshot() if live is not None else None
+
+    def drop(self, turn_id: str, why: str) -> None:
+        """Stop recording a turn: what it still owes is discarded (another node owns it)."""
+        live = self._turns.pop(turn_id, None)
+        if live is not None:
+            self._dirty.pop(turn_id, None)
+            logger.info("stopped recording turn %s here: %s", turn_id, why)
+
+    # -- writes ----------------------------------------------------------------
+    def applied(self, live: LiveTurn, size: int) -> None:
+        """An event was applied to `live`: it owes writes."""
+        self._dirty[live.id] = live
+        self.unsealed_bytes += size
+
+    def seal(self) -> list[batch.TurnWrite]:
+        """Every write owed so far, one per turn, each up to its turn's seq."""
+        dirty, self._dirty = self._dirty, {}
+        self.unsealed_bytes = 0
+        writes = []
+        for live in dirty.values():
+            write = live.seal(self._epoch_of(live.drone_id) or -1)
+            if write is not None:
+                writes.append(write)
+        return writes
+
+    def seal_one(self, live: LiveTurn) -> batch.TurnWrite | None:
+        """What `live` owes now (before a transition that must come after it)."""
+        self._dirty.pop(live.id, None)
+        return live.seal(self._epoch_of(live.drone_id) or -1)
+
+    def epoch(self, drone_id: str | None) -> int:
+        """The epoch to fence a write for `drone_id` with, now (-1: none is held)."""
+        if drone_id is None:
+            return -1
+        return self._epoch_of(drone_id) or -1
+
+    def stored(self, write: batch.TurnWrite, outcome: batch.Outcome) -> None:
+        """A sealed write was committed (or fenced): forget ended or lost turns."""
+        live = self._turns.get(write.turn_id)
+        if live is None:
+            return
+        if outcome is batch.Outcome.FENCED:
+            self.drop(write.turn_id, "its drone's lease moved to another node")
+        elif live.ended and not live.ops and write.to_seq >= live.seq:
+            del self._turns[write.turn_id]
