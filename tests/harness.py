@@ -92,7 +92,14 @@ class Client:
         await self.sio.emit(event, args)
 
     async def close(self) -> None:
-        """Disconnect."""
+        """Disconnect once everything emitted so far is written to the socket.
+
+        (engine.io's client closes its websocket without waiting for its send queue, so an
+        emit right before a disconnect could otherwise be lost on the way.)
+        """
+        if self.sio.connected:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.sio.eio.queue.join(), 5)
         await self.sio.disconnect()
 
 

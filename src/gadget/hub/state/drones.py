@@ -252,7 +252,8 @@ class Drones:
             "pid": hello.pid,
             "hostname": hello.hostname,
         }
-        await self.presence.drone_connected(drone_id, sid, {**record, "mode": state.mode.value})
+        record.update(mode=state.mode.value, lastSeen=utcnow().isoformat())
+        await self.presence.drone_connected(drone_id, sid, record)
         return Taken(state, before, replaced)
 
     async def disconnect(self, sid: str) -> DroneState | None:
