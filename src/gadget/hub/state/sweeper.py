@@ -101,14 +101,15 @@ class Sweeper:
                 await leases.orphan(s, lease, utcnow() + self._grace)
             return len(found)
 
-        await self._writer.transact(orphans, timeout=self._timeout)
+        await self._writer.transact(orphans, timeout=self._timeout, after_stream=False)
         node = self._presence.node
 
         async def claim(s: AsyncSession) -> list[Lease]:
             return await leases.claim_due(s, utcnow(), node, HOLD, lock_rows=lock_rows)
 
         now = utcnow()
-        for lease in await self._writer.transact(claim, timeout=self._timeout):
+        due = await self._writer.transact(claim, timeout=self._timeout, after_stream=False)
+        for lease in due:
             try:
                 await self._act(handler, lease, now)
             except asyncio.CancelledError:

@@ -32,6 +32,8 @@ class Recorder:
         self._epoch_of: EpochOf = lambda _drone: None
         #: Bytes applied since the last seal (text and operations not yet handed to the writer).
         self.unsealed_bytes = 0
+        #: Called when a turn owes `flush_bytes` or more: the writer seals early.
+        self.on_full: Callable[[], None] = lambda: None
 
     def bind(self, epoch_of: EpochOf) -> None:
         """Where the recorder learns the epoch each drone is held at (the drones' owner)."""
@@ -68,6 +70,8 @@ class Recorder:
         """An event was applied to `live`: it owes writes."""
         self._dirty[live.id] = live
         self.unsealed_bytes += size
+        if live.pending_bytes >= self.flush_bytes:
+            self.on_full()
 
     def seal(self) -> list[batch.TurnWrite]:
         """Every write owed so far, one per turn, each up to its turn's seq."""

@@ -97,11 +97,18 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._committed: list[Committed] = []
         self._closing = False
+        self._next_tick = 0.0
         self.health = Health()
+        recorder.on_full = self._tick_now
 
     def on_commit(self, callback: Committed) -> None:
         """Call `callback` with every committed (or fenced) batch's writes and outcomes."""
         self._committed.append(callback)
+
+    def _tick_now(self) -> None:
+        """A turn owes `flush_bytes`: seal at the next chance instead of the next tick."""
+        self._next_tick = 0.0
+        self._wake.set()
 
     def start(self) -> None:
         """Start the writer task (in the running loop)."""
@@ -121,17 +128,21 @@ class Writer:
         *,
         timeout: float,
         on_commit: Callable[[T], None] | None = None,
+        after_stream: bool = True,
     ) -> T:
         """Run `fn` in a transaction after everything applied so far; its result.
 
         `on_commit` runs as soon as the transaction commits, before the writer goes on:
         the in-memory side of a transition, which later writes must already see.
+        `after_stream=False` is for reads and bookkeeping that no stream write depends on
+        (the sweep): the live turns are not sealed for it.
 
         Raises:
             Unavailable: the transaction could not start within `timeout` seconds
                 (the database is down), or failed on the database's side.
         """
-        self._seal()
+        if after_stream:
+            self._seal()
         loop = asyncio.get_running_loop()
         item = _Transition(fn, loop.create_future(), on_commit)
         self._queue.append(item)
@@ -180,6 +191,7 @@ class Writer:
 
     # -- the loop --------------------------------------------------------------
     def _seal(self) -> None:
+        self._next_tick = time.monotonic() + self._interval
         writes = self._recorder.seal()
         if not writes:
             return
@@ -194,9 +206,10 @@ class Writer:
         while not self._closing:
             if not self._queue:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._interval):
+                    async with asyncio.timeout(max(0.0, self._next_tick - time.monotonic())):
                         await self._wake.wait()
                 self._wake.clear()
+            if time.monotonic() >= self._next_tick:  # a flush tick: seal every live turn
                 self._seal()
             while self._queue:
                 head = self._queue[0]
