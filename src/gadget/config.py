@@ -121,6 +121,9 @@ class DroneSettings(BaseSettings):
     llm_retry_delay_s: float = Field(default=1.0, ge=0)
     #: Window in which consecutive text deltas are merged into one event (0 disables).
     emit_coalesce_ms: float = Field(default=15.0, ge=0)
+    #: Most bytes of stream events kept until the hub acknowledges them stored; past it
+    #: the drone stops reading the model's stream until acknowledgements come back.
+    outbox_max_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     #: First and largest delay between attempts to (re)connect to the hub.
     reconnect_delay_s: float = Field(default=1.0, gt=0)
     reconnect_delay_max_s: float = Field(default=30.0, gt=0)

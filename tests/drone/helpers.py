@@ -51,6 +51,9 @@ class RecordedEvents:
     def response(self, text: str) -> None:
         self._add("response", text)
 
+    async def room(self) -> None:
+        return None
+
     def status(self, message: str) -> None:
         self._add("status", message)
 

@@ -42,7 +42,7 @@ async def serve_until_online(hub: HubHarness, drone_id: str, *args: str) -> tupl
     )  # fmt: skip
     try:
         async with asyncio.timeout(30):
-            while (link := hub.hub.router.drones.get(drone_id)) is None or not link.online:
+            while hub.hub.drones.here(drone_id) is None:
                 assert proc.returncode is None, await proc.stderr.read() if proc.stderr else ""
                 await asyncio.sleep(0.05)
         cmdline = await asyncio.to_thread(Path(f"/proc/{proc.pid}/cmdline").read_bytes)

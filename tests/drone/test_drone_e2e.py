@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from gadget.drone.requests import HubRequests
 from tests.drone.e2e import alive, drone_process, new_session, running_drone, wait_online
 from tests.drone.helpers import drone_settings
 from tests.fakes.llm_server import ScriptedLLM, text_reply, tool_reply
@@ -182,7 +183,7 @@ async def test_busy_and_user_mode_refusals(hub: HubHarness, ws: Path) -> None:
             # user mode: the drone refuses work orders until it is idle again
             await s.ide.call("requestWorkspaceMode", "user")
             await s.ide.log.wait_for("workspaceModeChanged", lambda a: a[0] == "user")
-            refused = await drone._on_process_work_order(
+            refused = await HubRequests(drone).on_process_work_order(
                 {"_id": s.drone_id}, {"_id": "p"}, {"_id": "c"}, {}
             )
             assert refused == (False, "the workspace is in user mode; set it back to idle first")
@@ -191,7 +192,7 @@ async def test_busy_and_user_mode_refusals(hub: HubHarness, ws: Path) -> None:
             # busy: a second work order while a turn runs
             turn_id = await s.submit("one")
             await s.ide.log.wait_for("response")
-            busy = await drone._on_process_work_order(
+            busy = await HubRequests(drone).on_process_work_order(
                 {"_id": s.drone_id}, {"_id": "p"}, {"_id": "c"}, {}
             )
             assert busy == (False, f"the drone is busy with turn {turn_id}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import socket
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -16,19 +18,16 @@ from gadget.drone.agent.model import OpenAIModel
 from gadget.drone.agent.tools.groups import CommandGroups
 from gadget.drone.agent.workspace import Workspace
 from gadget.drone.events import LogForwarder
-from gadget.drone.exceptions import DroneError, WorkOrderError
+from gadget.drone.exceptions import DroneError
 from gadget.drone.outbox import Outbox
 from gadget.drone.probe import probe_model
+from gadget.drone.requests import HubRequests
 from gadget.drone.sandbox import Sandbox
 from gadget.drone.turn import TurnRunner
 from gadget.drone.workorder import WorkOrder, WorkOrderCache
 from gadget.protocol import (
     CrashRecoveryRequest,
-    CrashRecoveryResponse,
     DroneEvent,
-    HubEvent,
-    Ref,
-    TurnOut,
     WorkspaceMode,
 )
 
@@ -58,11 +57,14 @@ class Drone:
         self.sio = socketio.AsyncClient(
             reconnection=False, logger=False, engineio_logger=False, handle_sigint=False
         )
-        self.outbox = Outbox(self.sio, settings.emit_coalesce_ms)
+        self.outbox = Outbox(self.sio, settings.emit_coalesce_ms, settings.outbox_max_bytes)
+        #: This process, as the hub tells two processes with one drone id apart.
+        self.instance = uuid.uuid4().hex
         self.model = OpenAIModel(settings)
         self.runner: TurnRunner | None = None
         self.forwarder = LogForwarder(self.outbox)
         self._stopping = asyncio.Event()
+        self._hard = False
         self._disconnected = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._register()
@@ -72,12 +74,7 @@ class Drone:
             "connect": self._on_connect,
             "disconnect": self._on_disconnect,
             "connect_error": self._on_connect_error,
-            HubEvent.PROCESS_WORK_ORDER: self._on_process_work_order,
-            HubEvent.CRASH_RECOVERY_RESPONSE: self._on_crash_recovery_response,
-            HubEvent.REQUEST_WORKSPACE_MODE: self._on_request_workspace_mode,
-            HubEvent.CANCEL_WORK_ORDER: self._on_cancel_work_order,
-            HubEvent.REQUEST_TERMINATION: self._on_request_termination,
-            HubEvent.ERROR: self._on_error,
+            **HubRequests(self).table(),
         }
         for event, handler in handlers.items():
             self.sio.on(str(event), handler)
@@ -110,8 +107,10 @@ class Drone:
         """Whether the drone is winding down."""
         return self._stopping.is_set()
 
-    def stop(self, reason: str = "drone stopped") -> None:
-        """Stop gracefully: end the running turn with `reason`, flush, disconnect."""
+    def stop(self, reason: str = "drone stopped", *, hard: bool = False) -> None:
+        """Stop: end the running turn with `reason`, then (unless `hard`: another process
+        owns this drone now) send what is left, and disconnect."""
+        self._hard = self._hard or hard
         if self.runner is not None:
             self.runner.cancel(reason)
         self._stopping.set()
@@ -120,11 +119,14 @@ class Drone:
         runner = self.runner
         if runner is not None:
             await asyncio.wait({runner.task}, timeout=STOP_GRACE_S)
+        if self._hard:
+            self.outbox.offline()
         try:
-            async with asyncio.timeout(STOP_GRACE_S):
+            async with asyncio.timeout(0 if self._hard else STOP_GRACE_S):
                 await self.outbox.drain()
         except TimeoutError:
-            logger.warning("stopping with %d events not sent to the hub", len(self.outbox))
+            if not self._hard:
+                logger.warning("stopping with %d events not stored by the hub", len(self.outbox))
         await self.sio.disconnect()  # also closes the HTTP session of failed attempts
         logger.info("drone stopped")
 
@@ -160,19 +162,34 @@ class Drone:
         if not model["reachable"]:
             logger.warning("%s", model["error"])
         sandbox = await Sandbox.detect(self.settings)
+        held = self.outbox.holding()
+        crashed = await self._crashed_order()
         await self.sio.connect(
             self.settings.hub_url,
             auth={
                 "registrationId": self.settings.drone_id,
                 "key": self.settings.drone_key,
                 "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "instance": self.instance,
                 "model": model,
                 "sandbox": sandbox.kind,
                 "sandboxNetwork": sandbox.network,
+                # What this process runs (or still holds events of): the hub never guesses.
+                "running": {"turnId": held[0], "seq": held[1]} if held else None,
+                "recovering": crashed.turn_id if crashed is not None else None,
             },
             transports=["websocket"],
             wait_timeout=10,
         )
+
+    async def _crashed_order(self) -> WorkOrder | None:
+        """The work order a previous process of this drone left unfinished, if any."""
+        order = await asyncio.to_thread(self.cache.load)
+        held = self.outbox.holding()
+        if order is None or (held is not None and held[0] == order.turn_id):
+            return None
+        return order
 
     def _backoff(self, failures: int) -> float:
         base = self.settings.reconnect_delay_s * 2.0 ** min(failures - 1, 16)
@@ -199,9 +216,8 @@ class Drone:
     async def _on_connect(self) -> None:
         logger.info("connected to the hub at %s", self.settings.hub_url)
         self.outbox.online()
-        order = await asyncio.to_thread(self.cache.load)
-        running = self.runner.order.turn_id if self.runner is not None else None
-        if order is not None and order.turn_id != running:
+        order = await self._crashed_order()
+        if order is not None:
             logger.info(
                 "found the unfinished turn %s of a previous run; asking the hub", order.turn_id
             )
@@ -220,96 +236,19 @@ class Drone:
     async def _on_connect_error(self, data: Any = None) -> None:
         logger.info("connection error from the hub: %s", data)
 
-    async def _on_error(self, *args: Any) -> None:
-        logger.warning("the hub reported an error: %s", args)
-
-    # -- hub requests ------------------------------------------------------------
-    async def _on_process_work_order(
-        self, registration: Any, project: Any, chat_session: Any, turn: Any
-    ) -> bool | tuple[bool, str]:
-        if self._stopping.is_set():
-            return False, "the drone is shutting down"
-        if self.runner is not None:
-            return False, f"the drone is busy with turn {self.runner.order.turn_id}"
-        if self.mode == WorkspaceMode.USER:
-            return False, "the workspace is in user mode; set it back to idle first"
-        try:
-            order = _work_order(registration, project, chat_session, turn)
-        except WorkOrderError as exc:
-            return False, str(exc)
-        runner = TurnRunner(order, self)
-        self.runner = runner  # before any await: a second order is refused as busy
-        try:
-            await asyncio.to_thread(self.cache.save, order)
-        except OSError as exc:
-            self.runner = None
-            return False, f"cannot write the work-order cache in {self.workspace.root}: {exc}"
-        runner.task = self._spawn(self._serve(runner), f"turn:{order.turn_id}")
-        return True
-
-    async def _serve(self, runner: TurnRunner) -> None:
-        try:
-            await runner.run()
-        finally:
-            self.runner = None
-
     def set_mode(self, mode: WorkspaceMode) -> None:
         """Switch the workspace mode and tell the hub."""
         self.mode = mode
         self.outbox.emit(DroneEvent.WORKSPACE_MODE_CHANGED, mode.value)
 
-    async def _on_crash_recovery_response(self, data: Any) -> None:
+    def start_turn(self, runner: TurnRunner) -> None:
+        """Run an accepted work order in the background (one at a time)."""
+        self.runner = runner
+        runner.task = self._spawn(self._serve(runner), f"turn:{runner.order.turn_id}")
+
+    async def _serve(self, runner: TurnRunner) -> None:
         try:
-            answer = CrashRecoveryResponse.model_validate(data)
-        except ValueError as exc:
-            logger.warning("ignoring a malformed crashRecoveryResponse: %s", exc)
-            return
-        cached = await asyncio.to_thread(self.cache.load)
-        running = self.runner.order.turn_id if self.runner is not None else None
-        if cached is not None and cached.turn_id == answer.turnId and running != answer.turnId:
-            await asyncio.to_thread(self.cache.clear)
-        logger.info("crash recovery of turn %s: %s", answer.turnId, answer.action)
-
-    async def _on_request_workspace_mode(self, mode: Any) -> bool | tuple[bool, str]:
-        try:
-            wanted = WorkspaceMode(mode)
-        except ValueError:
-            return False, f"expected a mode of idle, user or agent, got {mode!r}"
-        if self.runner is not None or wanted == WorkspaceMode.AGENT:
-            self.outbox.emit(DroneEvent.WORKSPACE_MODE_CHANGED, self.mode.value)
-            why = (
-                "an agent turn is running" if self.runner else "agent mode starts with a work order"
-            )
-            return False, why
-        self.set_mode(wanted)
-        return True
-
-    async def _on_cancel_work_order(self, turn_id: Any = None) -> None:
-        runner = self.runner
-        if runner is None or (turn_id and turn_id != runner.order.turn_id):
-            logger.info("cancelWorkOrder for %s: no such running turn", turn_id)
-            return
-        runner.cancel("cancelled")
-
-    async def _on_request_termination(self, *_: Any) -> bool:
-        logger.info("termination requested by the hub")
-        self.exit_code = 0
-        self.stop("drone terminated")
-        return True
-
-
-def _work_order(registration: Any, project: Any, chat_session: Any, turn: Any) -> WorkOrder:
-    """Validate processWorkOrder's arguments into a work order."""
-    try:
-        Ref.model_validate(registration)
-        project_ref = Ref.model_validate(project)
-        chat_ref = Ref.model_validate(chat_session)
-        turn_out = TurnOut.model_validate(turn)
-    except ValueError as exc:
-        raise WorkOrderError(f"malformed work order: {exc}") from None
-    return WorkOrder(
-        workspace_id=project_ref.id,
-        turn_id=turn_out.id,
-        chat_session_id=chat_ref.id,
-        turn=dict(turn),
-    )
+            await runner.run()
+        finally:
+            if self.runner is runner:
+                self.runner = None

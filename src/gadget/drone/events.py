@@ -35,6 +35,10 @@ class TurnEvents:
         """Answer delta → `response`."""
         self.outbox.text(DroneEvent.RESPONSE, text)
 
+    async def room(self) -> None:
+        """Wait while the outbox holds too much the hub has not stored."""
+        await self.outbox.room()
+
     def status(self, message: str) -> None:
         """Milestone → `status`."""
         self.outbox.emit(DroneEvent.STATUS, message)
@@ -78,6 +82,10 @@ class SubagentEvents:
     def response(self, text: str) -> None:
         """→ `agent:response {agentId, chunk}`."""
         self.outbox.text(DroneEvent.AGENT_RESPONSE, text, self.agent_id)
+
+    async def room(self) -> None:
+        """Wait while the outbox holds too much the hub has not stored."""
+        await self.outbox.room()
 
     def status(self, message: str) -> None:
         """→ `status`, marked as the subagent's."""

@@ -47,8 +47,11 @@ class TurnRunner:
             self._agent_task.cancel()
 
     async def run(self) -> None:
-        """Agent mode, the agent, `workOrderComplete`, cache cleared once it is sent, idle."""
+        """Agent mode, the agent, `workOrderComplete`, cache cleared once it is stored, idle."""
         drone, order = self.drone, self.order
+        seq = order.turn.get("seq")
+        # A retried attempt continues the numbering after what the hub applied.
+        drone.outbox.begin_turn(order.turn_id, seq if type(seq) is int and seq >= 0 else 0)
         drone.set_mode(WorkspaceMode.AGENT)
         drone.forwarder.enabled = True
         logger.info("turn %s started", order.turn_id)
@@ -78,9 +81,11 @@ class TurnRunner:
         drone.outbox.emit(
             DroneEvent.WORK_ORDER_COMPLETE, order.turn_id, success, *([message] if message else [])
         )
-        await drone.outbox.drain()  # only a delivered completion may remove the recovery cache
-        await asyncio.to_thread(drone.cache.clear)
+        last = drone.outbox.end_turn()
         drone.set_mode(WorkspaceMode.IDLE)
+        if last is not None:  # only a stored completion may remove the recovery cache
+            await drone.outbox.acked(*last)
+        await asyncio.to_thread(drone.cache.clear)
 
     async def _checkpoint(self, step: Literal["begin", "finish"]) -> bool:
         """Snapshot the workspace before or after the turn; a failure only costs the undo."""

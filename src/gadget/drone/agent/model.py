@@ -36,6 +36,9 @@ class DeltaSink(Protocol):
     def response(self, text: str) -> None:
         """An answer delta."""
 
+    async def room(self) -> None:
+        """Wait until the deltas can go somewhere (backpressure from the hub's acks)."""
+
 
 @dataclass
 class ToolCallRequest:
@@ -106,6 +109,9 @@ class _Tracker:
         self.sink = sink
         self.emitted = False
         self.answered = False
+
+    async def room(self) -> None:
+        await self.sink.room()
 
     def thinking(self, text: str) -> None:
         self.emitted = True
@@ -213,6 +219,7 @@ class OpenAIModel:
         calls: dict[int, ToolCallRequest] = {}
         async with stream:
             async for chunk in stream:
+                await sink.room()  # the drone holds too much not yet stored: wait, read later
                 for choice in chunk.choices[:1]:
                     _apply_delta(choice.delta, reply, splitter, calls, sink)
                     reply.finish_reason = choice.finish_reason or reply.finish_reason
