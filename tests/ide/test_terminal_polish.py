@@ -166,7 +166,7 @@ async def test_mode_refusals_and_a_prompt_in_user_mode_say_the_drones_reason(
                 await term.expect("type a prompt")
                 term.send("/mode agent")
                 await term.expect(
-                    "✗ the drone refused workspace mode agent: agent mode starts with a work order"
+                    "✗ workspace mode agent refused: agent mode starts with a work order"
                 )
                 term.send("/mode user")
                 await term.expect("workspace mode: user")

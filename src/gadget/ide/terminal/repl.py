@@ -149,7 +149,7 @@ class Repl:
         try:
             await self.client.call(IdeEvent.REQUEST_WORKSPACE_MODE, arg)
         except HubRefused as exc:  # the drone's reason, e.g. "agent mode starts with a work order"
-            self._say(f"✗ {exc.reason}", "yellow")
+            self._say(f"✗ workspace mode {arg} refused: {exc.reason}", "yellow")
         return True
 
     async def cmd_cancel(self, arg: str) -> bool:

@@ -28,6 +28,7 @@ from gadget.ide.terminal.reconnect import Reconnector
 from gadget.ide.terminal.render import TurnRenderer
 from gadget.ide.terminal.screen import Screen
 from gadget.protocol import (
+    STREAM_EVENTS,
     AgentComplete,
     AgentToolCall,
     ArgsError,
@@ -41,6 +42,7 @@ from gadget.protocol import (
     TurnStatus,
     WorkOrderCompleteArgs,
     parse_args,
+    split_mark,
 )
 
 logger = logging.getLogger(__name__)
@@ -193,6 +195,8 @@ class ChatClient:
         return entry
 
     def _dispatch(self, event: str, args: tuple[Any, ...]) -> None:
+        if event in STREAM_EVENTS:
+            args, _mark = split_mark(args)
         try:
             self._table[event](*args)
         except (ArgsError, ValidationError, TypeError) as exc:

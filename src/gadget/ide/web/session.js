@@ -13,6 +13,14 @@ const LOCK_KEY = "gadget.lock";
 const MAX_PENDING = 5000;
 const AGENT_EVENTS = ["agent:thinking", "agent:response", "agent:tool-call", "agent:tool-result", "agent:complete"];
 
+/** Drone events that carry a trailing {turnId, seq} mark (docs/protocol.md). */
+const STREAM_EVENTS = new Set(["thinking", "response", "toolCall", "workOrderComplete", ...AGENT_EVENTS]);
+
+function isMark(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value)
+    && Object.keys(value).length === 2 && typeof value.turnId === "string" && Number.isInteger(value.seq);
+}
+
 export class ChatSession {
   /**
    * @param {object} hooks  render(turns), changed() (lock / current turn / mode changed),
@@ -222,9 +230,11 @@ export class ChatSession {
     return Promise.resolve();
   }
 
-  /** Dispatch one hub→IDE event. */
+  /** Dispatch one hub→IDE event (a stream event's trailing {turnId, seq} mark is set apart). */
   handle(name, args) {
     window.__gadgetTrace?.push([name, ...args]); // tests and debugging: set it to [] to record
+    const last = args[args.length - 1];
+    if (STREAM_EVENTS.has(name) && isMark(last)) args = args.slice(0, -1);
     const handler = this.handlers[name];
     if (handler) handler(...args);
   }
