@@ -44,8 +44,8 @@ async def stream(drone: Client, count: int) -> list[tuple[str, str]]:
         event = "thinking" if (i // 40) % 2 == 0 else "response"
         sent.append((event, f"w{i} "))
         await drone.emit(event, f"w{i} ")
-        if i % 20 == 0:
-            await asyncio.sleep(0.001)
+        if i % 10 == 0:  # paced, so that locks taken meanwhile land mid-stream
+            await asyncio.sleep(0.005)
     return sent
 
 

@@ -359,20 +359,25 @@ async def claim_due(
     )
     if lock_rows:
         stmt = stmt.with_for_update(skip_locked=True)
-    due = [Lease.of(row) for row in await session.execute(stmt)]
     later = now + hold
-    for lease in due:
+    claimed = []
+    for lease in [Lease.of(row) for row in await session.execute(stmt)]:
+        # Conditional on the deadlines still being those read, so that two sweeps (SQLite
+        # takes no row locks) never both claim one.
         values: dict[str, Any] = {}
-        if lease.drone_deadline is not None and lease.drone_deadline <= now:
-            values["drone_deadline"] = later
-        if lease.ide_deadline is not None and lease.ide_deadline <= now:
-            values["ide_deadline"] = later
-        if lease.retry_at is not None and lease.retry_at <= now and lease.owner_node == node:
-            values["retry_at"] = later
-        await session.execute(
-            update(_leases).where(_leases.c.drone_id == lease.drone_id).values(**values)
-        )
-    return due
+        cond = [_leases.c.drone_id == lease.drone_id]
+        for column, seen in (
+            ("drone_deadline", lease.drone_deadline),
+            ("ide_deadline", lease.ide_deadline),
+            ("retry_at", lease.retry_at if lease.owner_node == node else None),
+        ):
+            if seen is not None and seen <= now:
+                values[column] = later
+                cond.append(_leases.c[column] == seen)
+        result = await session.execute(update(_leases).where(*cond).values(**values))
+        if _changed(result):
+            claimed.append(lease)
+    return claimed
 
 
 async def owned_by_others(
