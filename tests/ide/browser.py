@@ -5,14 +5,18 @@ Screenshots go to artifacts/screenshots/ (gitignored) for people to look at.
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, WebSocketRoute, expect
 
-from tests.drone.e2e import Session
-from tests.harness import HubHarness
+from gadget.protocol import mark
+from tests.harness import Client, HubHarness
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -49,7 +53,17 @@ async def sign_in(page: Page, hub: HubHarness, username: str = "ann") -> None:
     await expect(page.locator("#connection")).to_have_text("online")
 
 
-async def open_session(page: Page, s: Session) -> None:
+class HasDrone(Protocol):
+    """A user's drone on a hub (tests.drone.e2e.Session, ScriptedDrone)."""
+
+    @property
+    def hub(self) -> HubHarness: ...
+
+    @property
+    def drone_id(self) -> str: ...
+
+
+async def open_session(page: Page, s: HasDrone) -> None:
     """Sign in as the session's user and lock its drone for a new chat session."""
     await sign_in(page, s.hub)
     await expect(drone_card(page, s)).to_have_attribute("data-online", "true")
@@ -75,7 +89,7 @@ def turn_el(page: Page, turn_id: str) -> Locator:
     return page.locator(f'.turn[data-turn-id="{turn_id}"]')
 
 
-def drone_card(page: Page, s: Session) -> Locator:
+def drone_card(page: Page, s: HasDrone) -> Locator:
     """The session's drone in the sidebar's list."""
     return page.locator(f'.drone[data-drone-id="{s.drone_id}"]')
 
@@ -100,3 +114,98 @@ def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
         and a["y"] < b["y"] + b["height"]
         and b["y"] < a["y"] + a["height"]
     )
+
+
+@dataclass
+class ScriptedDrone:
+    """A drone socket the test speaks for (tests.harness.HubClient.drone): its work orders
+    are acknowledged, and the test emits the stream events it wants, with the marks it wants."""
+
+    hub: HubHarness
+    token: str
+    drone_id: str
+    project_id: str
+    client: Client
+
+    async def work_order(self, count: int = 1) -> str:
+        """The id of the `count`-th turn the hub sent to this drone."""
+        log = self.client.log
+        await log.wait_for("processWorkOrder", lambda _: len(log.of("processWorkOrder")) >= count)
+        turn_id: str = log.of("processWorkOrder")[count - 1][3]["_id"]
+        return turn_id
+
+    async def say(self, event: str, *args: Any, turn: str, seq: int) -> None:
+        """Emit a stream event of `turn` numbered `seq`."""
+        await self.client.emit(event, *args, mark(turn, seq))
+
+
+async def scripted_drone(hub: HubHarness, username: str = "ann", **acks: Any) -> ScriptedDrone:
+    """A user, a project and a scripted drone socket (online) on `hub`."""
+    token = await hub.signup(username)
+    drone_id, key = await hub.create_drone(token, "box")
+    project_id = await hub.create_project(token, "calc")
+    client = await hub.drone(drone_id, key, **acks)
+    return ScriptedDrone(hub, token, drone_id, project_id, client)
+
+
+Action = Literal["pass", "drop", "hold", "twice"]
+
+
+@dataclass
+class Frame:
+    """One hub→page Socket.IO event as the page's socket receives it."""
+
+    name: str
+    args: list[Any]
+
+    @property
+    def seq(self) -> int | None:
+        """The stream mark's seq, when the event has one."""
+        last = self.args[-1] if self.args else None
+        if isinstance(last, dict) and set(last) == {"turnId", "seq"}:
+            seq = last["seq"]
+            return seq if isinstance(seq, int) else None
+        return None
+
+
+@dataclass
+class Tap:
+    """The page's WebSocket to the hub, through Playwright: each hub→page event frame can be
+    passed, dropped, held (until `release`) or delivered twice, as `rule` says."""
+
+    rule: Callable[[Frame], Action] = lambda _: "pass"
+    held: list[tuple[WebSocketRoute, str]] = field(default_factory=list)
+    pages: list[WebSocketRoute] = field(default_factory=list)
+
+    async def install(self, page: Page) -> None:
+        """Route the page's Socket.IO connections (call before it loads)."""
+        await page.route_web_socket(re.compile(r"/socket\.io/"), self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        hub = ws.connect_to_server()
+        ws.on_message(hub.send)
+        hub.on_message(lambda message: self._from_hub(ws, message))
+        self.pages.append(ws)
+
+    def _from_hub(self, ws: WebSocketRoute, message: str | bytes) -> None:
+        action: Action = "pass"
+        if isinstance(message, str) and message.startswith("42["):
+            name, *args = json.loads(message[2:])
+            action = self.rule(Frame(name, args))
+        if action == "hold":
+            self.held.append((ws, str(message)))
+            return
+        if action != "drop":
+            ws.send(message)
+        if action == "twice":
+            ws.send(message)
+
+    def release(self) -> None:
+        """Deliver the held frames, in the order they came."""
+        held, self.held = self.held, []
+        for ws, message in held:
+            ws.send(message)
+
+    async def cut(self) -> None:
+        """Close the page's current connection (it reconnects by itself)."""
+        await self.pages[-1].close(code=1001, reason="cut by the test")

@@ -1,20 +1,24 @@
-// The chat session: the drone lock, the turns of the session and the live events.
+// The chat session: the drone lock, requests to the hub, and the hub's events.
 //
-// Resuming never loses or duplicates: every (re)lock starts a new epoch; turns that a
-// `turnSnapshot` or a live event touched in this epoch are newer than REST history,
-// so the history load only fills in the others.
+// Resuming never loses or duplicates: the turns are kept by the stream's seq (turns.js),
+// so a (re)lock's snapshot, the REST history and the live events can come in any order.
+// A stream event's trailing {turnId, seq} mark says which turn it belongs to.
 
 import { api } from "./api.js";
-import { duration } from "./dom.js";
 import { ModeSwitch } from "./mode.js";
-import { emptyTurn, fromServer, reduce, Status } from "./state.js";
+import { TurnBook } from "./turns.js";
 
 const LOCK_KEY = "gadget.lock";
-const MAX_PENDING = 5000;
 const AGENT_EVENTS = ["agent:thinking", "agent:response", "agent:tool-call", "agent:tool-result", "agent:complete"];
 
-/** Drone events that carry a trailing {turnId, seq} mark (docs/protocol.md). */
-const STREAM_EVENTS = new Set(["thinking", "response", "toolCall", "workOrderComplete", ...AGENT_EVENTS]);
+/** Stream events, as reducer events (state.js); each may end with a {turnId, seq} mark. */
+const STREAM = {
+  thinking: (content) => ({ type: "thinking", content }),
+  response: (content) => ({ type: "response", content }),
+  toolCall: (callId, name, params, response) => ({ type: "toolCall", callId, name, params, response }),
+  workOrderComplete: (turnId, success, message) => ({ type: "workOrderComplete", turnId, success, message }),
+};
+for (const type of AGENT_EVENTS) STREAM[type] = (data) => ({ type, data });
 
 function isMark(value) {
   return value !== null && typeof value === "object" && !Array.isArray(value)
@@ -25,21 +29,25 @@ export class ChatSession {
   /**
    * @param {object} hooks  render(turns), changed() (lock / current turn / mode changed),
    *   status(text), log(...args), alert(text, tone), droneState(state), modeChanged(mode),
-   *   mode() (the locked drone's workspace mode as last reported), turnStarted(turn)
+   *   mode() (the locked drone's workspace mode as last reported), turnStarted(turn),
+   *   applied(turn, event) (a live event was applied)
    */
   constructor(hooks) {
     this.hooks = hooks;
     this.socket = null;
     this.lock = null; // {drone, project, chatSession}
-    this.turns = new Map();
-    this.currentTurnId = null;
-    this.epoch = 0;
-    this.touched = new Map(); // turnId → epoch of the last snapshot / live event
-    this.pending = []; // live events that came before their turn was known
+    this.epoch = 0; // bumped by every open(): a history load of an older one is ignored
     this.locking = null; // {chatSession} while a lock request waits (chatSession null: a new one)
     this.wanted = null; // a session to re-open as soon as its drone is back online
     this.modes = new ModeSwitch(hooks);
-    this.startedAt = new Map(); // turnId → when this page saw it start (for its duration)
+    this.book = new TurnBook({
+      schedule: () => this.schedule(),
+      changed: () => hooks.changed(),
+      status: (text) => hooks.status(text),
+      ours: (json) => this.ours(json),
+      applied: (turn, event) => hooks.applied?.(turn, event),
+    });
+    this.turns = this.book.turns;
     this.reveal = null; // a turn just sent, to scroll into view at the next render
     this.frame = 0;
     this.handlers = this.eventTable();
@@ -54,9 +62,12 @@ export class ChatSession {
     }
   }
 
+  get currentTurnId() {
+    return this.book.currentTurnId;
+  }
+
   get running() {
-    const turn = this.turns.get(this.currentTurnId);
-    return Boolean(turn && turn.status === Status.PROCESSING);
+    return this.book.running;
   }
 
   attach(socket) {
@@ -116,7 +127,6 @@ export class ChatSession {
       }
       if (value !== previous?.chatSession && !chatSession) this.reset();
       this.lock = { drone, project, chatSession: value };
-      this.pending = []; // anything queued came from the session we left
       localStorage.setItem(LOCK_KEY, JSON.stringify(this.lock));
       this.hooks.status("Session open.");
       await this.loadHistory(epoch, value);
@@ -165,27 +175,15 @@ export class ChatSession {
   }
 
   reset() {
-    this.turns.clear();
-    this.touched.clear();
-    this.pending = [];
-    this.startedAt.clear();
-    this.currentTurnId = null;
+    this.book.clear();
     this.schedule();
   }
 
-  /** Show the stored turns of `chatSession`, keeping turns this epoch's events made newer. */
+  /** Show the stored turns of `chatSession`; each replaces the view only if newer by seq. */
   async loadHistory(epoch, chatSession) {
     const list = await api.turns(chatSession);
     if (epoch !== this.epoch) return; // another open() started meanwhile
-    for (const json of list) {
-      if (this.touched.get(json._id) !== epoch) this.turns.set(json._id, fromServer(json));
-    }
-    const current = this.turns.get(this.currentTurnId);
-    if (current && current.status !== Status.PROCESSING) this.currentTurnId = null;
-    if (!this.currentTurnId) {
-      const live = [...this.turns.values()].filter((t) => t.status === Status.PROCESSING).pop();
-      if (live) this.setCurrent(live.id);
-    }
+    for (const json of list) this.book.adopt(json);
     this.schedule();
     this.hooks.changed();
   }
@@ -198,14 +196,10 @@ export class ChatSession {
         this.hooks.alert(`The prompt was not accepted: ${value || "refused by the hub"}`);
         return false;
       }
-      if (!this.turns.has(value)) {
-        this.turns.set(value, { ...emptyTurn(value, this.lock.chatSession), prompt, createdAt: new Date().toISOString() });
-      }
-      if (!this.startedAt.has(value)) this.startedAt.set(value, Date.now());
+      this.book.local(value, this.lock.chatSession, prompt); // `turnStarted` came first, as a rule
       this.reveal = value;
-      this.touch(value);
-      if (this.turns.get(value).status === Status.PROCESSING) this.setCurrent(value);
       this.schedule();
+      this.hooks.changed();
       return true;
     } catch (err) {
       this.hooks.alert(err.message);
@@ -214,9 +208,10 @@ export class ChatSession {
   }
 
   async cancel() {
-    if (!this.currentTurnId) return;
+    const turnId = this.currentTurnId;
+    if (!turnId) return;
     try {
-      const [ok, reason] = await this.socket.request("cancelWorkOrder", this.currentTurnId);
+      const [ok, reason] = await this.socket.request("cancelWorkOrder", turnId);
       if (!ok) this.hooks.alert(`Could not cancel: ${reason || "refused"}`);
       else this.hooks.status("Cancelling…");
     } catch (err) {
@@ -230,17 +225,26 @@ export class ChatSession {
     return Promise.resolve();
   }
 
-  /** Dispatch one hub→IDE event (a stream event's trailing {turnId, seq} mark is set apart). */
+  /** Dispatch one hub→IDE event: stream events by their mark, the others by the table. */
   handle(name, args) {
     window.__gadgetTrace?.push([name, ...args]); // tests and debugging: set it to [] to record
-    const last = args[args.length - 1];
-    if (STREAM_EVENTS.has(name) && isMark(last)) args = args.slice(0, -1);
+    const build = STREAM[name];
+    if (build) {
+      const last = args[args.length - 1];
+      if (isMark(last)) {
+        this.book.marked(last.turnId, last.seq, build(...args.slice(0, -1)));
+      } else {
+        const event = build(...args);
+        this.book.unmarked(event.turnId ?? null, event);
+      }
+      return;
+    }
     const handler = this.handlers[name];
     if (handler) handler(...args);
   }
 
   eventTable() {
-    const table = {
+    return {
       status: (message) => this.hooks.status(String(message ?? "")),
       log: (...args) => this.hooks.log(...args),
       workspaceModeChanged: (mode) => {
@@ -253,15 +257,12 @@ export class ChatSession {
         this.hooks.droneState(state);
       },
       error: (err) => this.refused(err),
-      thinking: (content) => this.applyLive({ type: "thinking", content }),
-      response: (content) => this.applyLive({ type: "response", content }),
-      toolCall: (callId, name, params, response) => this.applyLive({ type: "toolCall", callId, name, params, response }),
-      workOrderComplete: (turnId, success, message) => this.complete(turnId, success, message),
-      turnStarted: (turn) => this.started(turn),
-      turnSnapshot: (turn) => this.snapshot(turn),
+      turnStarted: (turn) => {
+        this.book.started(turn);
+        if (this.ours(turn)) this.hooks.turnStarted(turn);
+      },
+      turnSnapshot: (turn) => this.book.snapshot(turn),
     };
-    for (const type of AGENT_EVENTS) table[type] = (data) => this.applyLive({ type, data });
-    return table;
   }
 
   /** The drone we wait for is back online: re-open the session we were in. */
@@ -290,76 +291,8 @@ export class ChatSession {
   /** Whether a turn belongs to the session shown (or being locked: a snapshot may beat the ack). */
   ours(json) {
     if (!json) return false;
-    const sessions = [this.locking?.chatSession, this.lock?.chatSession].filter(Boolean);
+    const sessions = [this.locking?.chatSession, this.lock?.chatSession, this.wanted?.chatSession].filter(Boolean);
     return sessions.length > 0 && (!json.chatSession || sessions.includes(json.chatSession));
-  }
-
-  touch(turnId) {
-    this.touched.set(turnId, this.epoch);
-  }
-
-  setCurrent(turnId) {
-    this.currentTurnId = turnId;
-    const queued = this.pending;
-    this.pending = [];
-    for (const event of queued) this.applyLive(event);
-    this.hooks.changed();
-  }
-
-  started(json) {
-    if (!this.ours(json)) return;
-    this.hooks.turnStarted(json);
-    const known = this.turns.get(json._id);
-    this.turns.set(json._id, known ? reduce(known, { type: "turnStarted", turn: json }) : fromServer(json));
-    if (!this.startedAt.has(json._id)) this.startedAt.set(json._id, Date.now());
-    this.touch(json._id);
-    if (this.turns.get(json._id).status === Status.PROCESSING) this.setCurrent(json._id);
-    this.schedule();
-  }
-
-  snapshot(json) {
-    if (!this.ours(json)) return;
-    this.turns.set(json._id, fromServer(json));
-    this.touch(json._id);
-    // The snapshot already holds whatever was queued for it.
-    this.pending = [];
-    if (json.status === Status.PROCESSING) this.setCurrent(json._id);
-    this.schedule();
-  }
-
-  applyLive(event) {
-    const turn = this.turns.get(this.currentTurnId);
-    if (!turn) {
-      if (this.pending.length < MAX_PENDING) this.pending.push(event);
-      return;
-    }
-    this.turns.set(turn.id, reduce(turn, event));
-    this.touch(turn.id);
-    this.schedule();
-  }
-
-  complete(turnId, success, message) {
-    const id = turnId || this.currentTurnId;
-    let turn = this.turns.get(id);
-    if (turn) {
-      turn = reduce(turn, { type: "workOrderComplete", success, message, durationMs: this.elapsed(turn) });
-      this.turns.set(id, turn);
-      this.touch(id);
-    }
-    if (id === this.currentTurnId) this.currentTurnId = null;
-    const took = duration(turn?.durationMs);
-    const after = took ? ` after ${took}` : "";
-    if (success) this.hooks.status(took ? `Turn finished in ${took}.` : "Turn finished.");
-    else if (turn?.cancelled) this.hooks.status(`Turn cancelled${after}.`);
-    else this.hooks.status(`Turn failed${after}: ${message || "unknown error"}`);
-    this.schedule();
-    this.hooks.changed();
-  }
-
-  /** How long `turn` has run: since this page saw it start, else since the hub created it. */
-  elapsed(turn) {
-    const start = this.startedAt.get(turn.id) ?? Date.parse(turn.createdAt);
-    return Number.isFinite(start) ? Math.max(0, Date.now() - start) : null;
   }
 
   /** The turn to scroll into view at this render, once. */
@@ -369,21 +302,12 @@ export class ChatSession {
     return id;
   }
 
-  /** Turns in display order (oldest first). */
-  ordered() {
-    const time = (t) => {
-      const ms = Date.parse(t.createdAt);
-      return Number.isNaN(ms) ? Infinity : ms;
-    };
-    return [...this.turns.values()].sort((a, b) => time(a) - time(b));
-  }
-
   /** Coalesce renders to one per animation frame however fast the deltas come. */
   schedule() {
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
-      this.hooks.render(this.ordered(), this.takeReveal());
+      this.hooks.render(this.book.ordered(), this.takeReveal());
     });
   }
 }
