@@ -10,11 +10,12 @@ from contextlib import AbstractAsyncContextManager
 
 from rich.console import Console
 
+from gadget.ide.terminal.cursor import Cursor
 from gadget.ide.terminal.lines import LineReader
-from gadget.ide.terminal.progress import TurnProgress
 from gadget.ide.terminal.render import TurnRenderer, split_paragraphs, truncate
 from gadget.ide.terminal.screen import PlainScreen
-from gadget.protocol import BlockMode, TurnOut
+from gadget.ide.terminal.stream import SessionStream
+from gadget.protocol import TurnOut, mark
 from tests.harness import HubHarness
 from tests.ide.pty import Terminal, next_turn, user_with_drone
 
@@ -330,39 +331,66 @@ async def test_quit_works_while_reconnecting_and_a_refused_token_ends_the_chat(
     assert "Traceback" not in quitter.screen() + expired.screen()
 
 
-def test_progress_prints_only_what_a_snapshot_adds() -> None:
+def _turn(
+    *blocks: tuple[str, object], seq: int, retries: int = 0, status: str = "processing"
+) -> TurnOut:
+    now = "2026-01-01T00:00:00Z"
+    return TurnOut.model_validate(
+        {
+            "_id": "t1",
+            "chatSession": "c",
+            "user": "u",
+            "prompt": "p",
+            "status": status,
+            "createdAt": now,
+            "retries": retries,
+            "seq": seq,
+            "blocks": [
+                {"mode": m, "content": c, "createdAt": now, "attempt": 1} for m, c in blocks
+            ],
+        }
+    )
+
+
+def _plain_stream() -> tuple[SessionStream, io.StringIO]:
     out = io.StringIO()
     console = Console(file=out, width=100, color_system=None)
-    progress = TurnProgress(TurnRenderer(PlainScreen(console, LineReader(0))))
-    progress.begin("t1")
-    progress.text(BlockMode.THINKING, "one ")
-    progress.tool("c1", "read_file", "{}", '"x"')
-    progress.text(BlockMode.THINKING, "two")
+    return SessionStream(TurnRenderer(PlainScreen(console, LineReader(0)))), out
 
-    def turn(*blocks: tuple[str, object], retries: int = 0) -> TurnOut:
-        now = "2026-01-01T00:00:00Z"
-        return TurnOut.model_validate(
-            {
-                "_id": "t1",
-                "chatSession": "c",
-                "user": "u",
-                "prompt": "p",
-                "status": "processing",
-                "createdAt": now,
-                "retries": retries,
-                "blocks": [
-                    {"mode": m, "content": c, "createdAt": now, "attempt": 1} for m, c in blocks
-                ],
-            }
-        )
 
+def test_the_cursor_applies_in_order_ignores_resends_and_holds_beyond_a_gap() -> None:
+    cursor: Cursor[str] = Cursor()
+    assert cursor.offer(1, "a") == []  # the turn's place is not known yet: held
+    assert cursor.reset(0) == (True, ["a"])
+    assert cursor.offer(1, "a again") == []
+    assert cursor.offer(3, "c") == [] and cursor.offer(4, "d") == []
+    assert cursor.offer(2, "b") == ["b", "c", "d"] and cursor.seq == 4
+    assert cursor.offer(6, "f") == []
+    assert cursor.reset(3) == (False, [])  # an older snapshot changes nothing
+    assert cursor.reset(5) == (True, ["f"]) and cursor.seq == 6 and not cursor.held
+
+
+def test_a_snapshot_prints_only_what_is_beyond_the_cursor() -> None:
+    stream, out = _plain_stream()
+    stream.started(_turn(seq=0))
     call = {"callId": "c1", "name": "read_file", "parameters": "{}", "response": '"x"'}
-    progress.catch_up(turn(("thinking", "one "), ("tool", call), ("thinking", "two three")))
-    assert out.getvalue().count("two") == 1 and out.getvalue().endswith("\ntwo three")
-    # A retry: the same blocks again print nothing, and the next text is a new block.
-    progress.catch_up(
-        turn(("thinking", "one "), ("tool", call), ("thinking", "two three"), retries=1)
-    )
-    progress.text(BlockMode.THINKING, "again")
+    stream.dispatch("thinking", ("one ", mark("t1", 1)))
+    stream.dispatch("toolCall", ("c1", "read_file", "{}", '"x"', mark("t1", 2)))
+    stream.dispatch("thinking", ("two", mark("t1", 3)))
+    stream.dispatch("thinking", ("two", mark("t1", 3)))  # a resend
+    stream.dispatch("thinking", (" four", mark("t1", 5)))  # beyond a gap: held
+    assert out.getvalue().count("two") == 1 and "four" not in out.getvalue()
+    blocks = (("thinking", "one "), ("tool", call), ("thinking", "two three"))
+    stream.turn(_turn(*blocks, seq=4))
+    assert out.getvalue().endswith("\ntwo three four")
+    # A retry's snapshot (same seq, a new attempt) prints nothing; the next text is a new block.
+    grown = (*blocks[:2], ("thinking", "two three four"))
+    stream.turn(_turn(*grown, seq=5, retries=1))
+    stream.dispatch("thinking", ("again", mark("t1", 6)))
     assert out.getvalue().count("read_file") == 1 and out.getvalue().count("three") == 1
+    assert out.getvalue().endswith("two three four\nagain")
+    progress = stream.turns.get("t1").shown
     assert progress.blocks == 4 and progress.chars == len("again")
+    stream.dispatch("workOrderComplete", ("t1", True, mark("t1", 7)))
+    stream.turn(_turn(*grown, ("thinking", "again"), seq=7, status="finished"))  # REST, later
+    assert out.getvalue().count("turn finished") == 1 and stream.turn_id is None

@@ -10,7 +10,8 @@ Modules, in the order data flows through them:
 - `repl`: typed lines → prompts or `/commands` (a dispatch table).
 - `session`: the Socket.IO client: lock, submit, dispatch hub events (a table).
 - `reconnect`: a lost connection is retried with backoff, then the session re-locked.
-- `progress`: how much of the running turn is shown, so a snapshot adds only the rest.
+- `stream`: a turn's numbered stream events through its seq cursor (`cursor`), shown in order.
+- `progress`: what the screen shows of a turn, so a snapshot ahead of the cursor adds the rest.
 - `render`: how a turn looks (thinking dimmed, Markdown, tool panels).
 - `exceptions`: the expected failures, shown as one line.
 """

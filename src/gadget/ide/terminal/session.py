@@ -1,13 +1,15 @@
 """One chat over Socket.IO: lock a drone for a session, submit prompts, show the stream.
 
-Hub events are dispatched by a table (`_event_table`), typed `/commands` by
-another (`repl.Repl.commands`). While a lock is being taken, events are held and
-shown after the session's history, so a mid-turn snapshot follows the older turns.
+Hub events are dispatched by a table (`_event_table`; a turn's numbered stream
+events by `stream.SessionStream`'s), typed `/commands` by another
+(`repl.Repl.commands`). While a lock is being taken, events are held and shown
+after the session's history, so a mid-turn snapshot follows the older turns.
 
 A dropped connection is not the end: `reconnect.Reconnector` opens a new
-socket and locks the same session again; `progress.TurnProgress` knows how much
-of the running turn is on screen, so the hub's snapshot (or the stored turn,
-when it finished meanwhile) adds only the rest.
+socket and locks the same session again; each turn's seq cursor knows what is
+on screen, so the hub's snapshot (or the stored turn, when it finished
+meanwhile) adds only the rest. Events held beyond a gap that nothing fills
+are mended from the stored turn (`GET /api/turns/{id}`) after `GAP_WAIT_S`.
 """
 
 from __future__ import annotations
@@ -23,24 +25,18 @@ from pydantic import ValidationError
 from gadget.ide.terminal.api import HubApi, Json
 from gadget.ide.terminal.choose import drone_warnings
 from gadget.ide.terminal.exceptions import HubRefused, HubUnreachable, TerminalError
-from gadget.ide.terminal.progress import TurnProgress
 from gadget.ide.terminal.reconnect import Reconnector
 from gadget.ide.terminal.render import TurnRenderer
 from gadget.ide.terminal.screen import Screen
+from gadget.ide.terminal.stream import SessionStream
 from gadget.protocol import (
-    STREAM_EVENTS,
-    AgentComplete,
-    AgentToolCall,
     ArgsError,
-    BlockMode,
     DroneEvent,
     HubEvent,
     IdeEvent,
     LogArgs,
-    ToolCallArgs,
     TurnOut,
     TurnStatus,
-    WorkOrderCompleteArgs,
     parse_args,
     split_mark,
 )
@@ -51,6 +47,8 @@ logger = logging.getLogger(__name__)
 CALL_TIMEOUT = 15
 #: Stored turns shown when a session is resumed.
 HISTORY_TURNS = 20
+#: Seconds an event may wait beyond a gap before the stored turn is fetched to mend it.
+GAP_WAIT_S = 1.0
 _IDE_EVENTS = {e.value for e in IdeEvent}
 
 
@@ -77,50 +75,31 @@ class ChatClient:
         self.api = api
         self.screen = screen
         self.view = TurnRenderer(screen)
-        self.progress = TurnProgress(self.view)
+        self.stream = SessionStream(self.view)
+        self.idle = self.stream.idle
         self.drone = drone
         self.project = project
         self.sio = socketio.AsyncClient(reconnection=False)
         self.chat_id: str | None = None
-        self._turn_id: str | None = None
-        self.idle = asyncio.Event()
-        self.idle.set()
         #: Set when the chat cannot go on (`error` says why, e.g. an expired token).
         self.gone = asyncio.Event()
         self.error: TerminalError | None = None
         self.reconnector = Reconnector(self)
-        self._submitted: str | None = None
-        self._finished: set[str] = set()
-        #: Turns this terminal asked to cancel: however they end, they were cancelled.
-        self._cancelled: set[str] = set()
         self._held: list[tuple[str, tuple[Any, ...]]] | None = None
         self._quitting = False
+        self._mender: asyncio.Task[None] | None = None
         self._table = self._event_table()
 
     @property
     def turn_id(self) -> str | None:
         """The running turn of this session, if any."""
-        return self._turn_id
-
-    @turn_id.setter
-    def turn_id(self, value: str | None) -> None:
-        self._turn_id = value
-        if value is None:
-            self.idle.set()
-        else:
-            self.idle.clear()
+        return self.stream.turn_id
 
     def _event_table(self) -> dict[str, Callable[..., None]]:
         return {
             DroneEvent.STATUS: lambda message: self.view.note(f"· {message}"),
             DroneEvent.LOG: self.on_log,
             DroneEvent.WORKSPACE_MODE_CHANGED: lambda m: self.view.note(f"· workspace mode: {m}"),
-            DroneEvent.THINKING: lambda delta: self.progress.text(BlockMode.THINKING, str(delta)),
-            DroneEvent.RESPONSE: lambda delta: self.progress.text(BlockMode.RESPONDING, str(delta)),
-            DroneEvent.TOOL_CALL: self.on_tool_call,
-            DroneEvent.WORK_ORDER_COMPLETE: self.on_complete,
-            DroneEvent.AGENT_TOOL_CALL: self.on_agent_tool_call,
-            DroneEvent.AGENT_COMPLETE: self.on_agent_complete,
             HubEvent.TURN_STARTED: self.on_turn_started,
             HubEvent.TURN_SNAPSHOT: self.on_snapshot,
             HubEvent.DRONE_STATE: self.on_drone_state,
@@ -139,8 +118,9 @@ class ChatClient:
     async def open_socket(self) -> None:
         """A new socket with the event table, connected with the user's token."""
         sio = socketio.AsyncClient(reconnection=False)
-        for event in self._table:
+        for event in {*self._table, *self.stream.events()}:
             sio.on(event, handler=self._entry(sio, event))
+        sio.on("*", handler=self._other(sio))
         sio.on("disconnect", handler=lambda *_: self._on_disconnect(sio))
         self.sio = sio
         try:
@@ -163,6 +143,8 @@ class ChatClient:
         """Stop reconnecting, release the lock when idle, and disconnect."""
         self._quitting = True
         await self.reconnector.stop()
+        if self._mender is not None:
+            self._mender.cancel()
         if self.sio.connected:
             if self.chat_id is not None and self.turn_id is None:
                 try:
@@ -194,15 +176,39 @@ class ChatClient:
 
         return entry
 
+    def _other(self, sio: socketio.AsyncClient) -> Callable[..., None]:
+        """Events of no table: a numbered one (a newer hub's) still moves its turn's cursor."""
+
+        def other(event: str, *args: Any) -> None:
+            if split_mark(args)[1] is not None:
+                self._entry(sio, event)(*args)
+
+        return other
+
     def _dispatch(self, event: str, args: tuple[Any, ...]) -> None:
-        if event in STREAM_EVENTS:
-            args, _mark = split_mark(args)
         try:
-            self._table[event](*args)
+            if event in self._table:
+                self._table[event](*args)
+            else:
+                self.stream.dispatch(event, args)
         except (ArgsError, ValidationError, TypeError) as exc:
             self.view.note(f"ignored a malformed {event} event: {exc}", "yellow")
         except Exception:
             logger.exception("showing %s failed", event)
+        if self.stream.turns.gapped() and (self._mender is None or self._mender.done()):
+            self._mender = asyncio.ensure_future(self._mend())
+
+    async def _mend(self) -> None:
+        """Events wait beyond a gap that nothing filled: the stored turn is the snapshot."""
+        wait = GAP_WAIT_S
+        while gapped := self.stream.turns.gapped():
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 8 * GAP_WAIT_S)
+            if self._held is not None or not self.connected:
+                continue  # a lock under way brings its own snapshot
+            for turn_id in gapped:
+                if turn_id in self.stream.turns.gapped():
+                    await self._catch_up_stored(turn_id)
 
     async def call(self, event: IdeEvent, *args: Any) -> Any:
         """Emit with an ack; a refusal or no answer raises `HubRefused`."""
@@ -233,8 +239,7 @@ class ChatClient:
         self._held = []
         try:
             self.chat_id = await self._request_lock(chat_id)
-            self.turn_id = None
-            self.progress.begin(None)
+            self.stream.reset()
             self.view.note(
                 f"session {self.chat_id} · drone {self.drone['name']} · project {self.project['name']}",
                 "bold blue",
@@ -266,20 +271,16 @@ class ChatClient:
             self._release_held()
 
     async def _catch_up_stored(self, turn_id: str) -> None:
-        """The turn in flight ended while we were away: show its rest and its end."""
+        """The stored turn as a snapshot: its rest (by seq), and its end when it ended."""
         try:
             turn = TurnOut.model_validate(await self.api.turn(turn_id))
         except (TerminalError, ValidationError) as exc:
             self.view.note(f"could not fetch turn {turn_id}: {exc}", "yellow")
             return
-        self.progress.catch_up(turn)
-        if turn.status is not TurnStatus.PROCESSING:
-            self._finished.add(turn.id)
-            self.view.finished(
-                turn.status is TurnStatus.FINISHED, turn.errorMessage, bool(turn.cancelled)
-            )
-            self.progress.begin(None)
-            self.turn_id = None
+        if turn.chatSession != self.chat_id:
+            self.stream.turns.forget(turn_id)  # a late event of the session shown before
+            return
+        self.stream.turn(turn)
 
     def _release_held(self) -> None:
         held, self._held = self._held or [], None
@@ -300,21 +301,21 @@ class ChatClient:
         if self.turn_id is not None:
             self.view.note("a turn is running: wait for it, or /cancel it", "yellow")
             return
-        self._submitted = prompt
+        self.stream.submitted = prompt
         try:
             turn_id = str(await self.call(IdeEvent.SUBMIT_PROMPT, prompt))
         except HubRefused as exc:
-            self._submitted = None
+            self.stream.submitted = None
             raise HubRefused(f"not sent: {exc.reason}", exc.reason) from None
-        if turn_id not in self._finished:
-            self.turn_id = turn_id
+        if turn_id not in self.stream.finished:
+            self.stream.turn_id = turn_id
 
     async def cancel(self) -> str | None:
         """Ask the drone to stop the running turn; its id (`None` when none runs)."""
         turn_id = self.turn_id
         if turn_id is not None:
             await self.call(IdeEvent.CANCEL_WORK_ORDER, turn_id)
-            self._cancelled.add(turn_id)
+            self.stream.cancelled.add(turn_id)
         return turn_id
 
     # Hub events -----------------------------------------------------------------------
@@ -325,46 +326,13 @@ class ChatClient:
         if log.level.lower() in {"warning", "error", "critical"}:
             self.view.note(f"· {log.component} {log.level}: {log.message}", "yellow")
 
-    def on_tool_call(self, *args: Any) -> None:
-        """toolCall(callId, name, params, response) as a panel."""
-        call = parse_args(ToolCallArgs, args)
-        self.progress.tool(call.callId, call.name, call.params, call.response)
-
-    def on_complete(self, *args: Any) -> None:
-        """workOrderComplete(turnId, success, message?): the turn is over."""
-        done = parse_args(WorkOrderCompleteArgs, args)
-        self._finished.add(done.turnId)
-        self.view.finished(done.success, done.message, done.turnId in self._cancelled)
-        if done.turnId == self.progress.turn_id:
-            self.progress.begin(None)
-        if done.turnId == self.turn_id:
-            self.turn_id = None
-
-    def on_agent_tool_call(self, payload: Any) -> None:
-        """A subagent's tool call, as one dim line."""
-        call = AgentToolCall.model_validate(payload)
-        self.progress.agent_tool(call.agentId, call.tool)
-
-    def on_agent_complete(self, payload: Any) -> None:
-        """A subagent finished."""
-        done = AgentComplete.model_validate(payload)
-        self.progress.agent_done(done.agentId)
-
     def on_turn_started(self, payload: Any) -> None:
         """A turn of this session started (ours, or another IDE's: then its prompt is shown)."""
-        turn = TurnOut.model_validate(payload)
-        if turn.id not in self._finished:
-            self.turn_id = turn.id
-            self.progress.begin(turn.id)
-        if turn.prompt != self._submitted:
-            self.view.prompt(turn.prompt)
-        self._submitted = None
+        self.stream.started(TurnOut.model_validate(payload))
 
     def on_snapshot(self, payload: Any) -> None:
-        """The running turn so far (after a lock, or a retry): print what is not shown yet."""
-        turn = TurnOut.model_validate(payload)
-        self.turn_id = turn.id
-        self.progress.catch_up(turn)
+        """The running turn so far (after a lock, or a retry): print what is beyond the cursor."""
+        self.stream.turn(TurnOut.model_validate(payload))
 
     def on_drone_state(self, payload: Any) -> None:
         """A drone changed: say when ours goes offline or comes back."""
