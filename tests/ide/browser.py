@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import pytest
+import socketio
 from playwright.async_api import Locator, Page, WebSocketRoute, expect
 
 from gadget.protocol import mark
@@ -118,14 +119,17 @@ def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
 
 @dataclass
 class ScriptedDrone:
-    """A drone socket the test speaks for (tests.harness.HubClient.drone): its work orders
-    are acknowledged, and the test emits the stream events it wants, with the marks it wants."""
+    """A drone socket the test speaks for: it acknowledges work orders and mode switches,
+    answers `revertTurn` with `revert_reply`, records every hub→drone event in `client.log`,
+    and the test emits the stream events it wants, with the marks it wants."""
 
     hub: HubHarness
     token: str
     drone_id: str
     project_id: str
     client: Client
+    #: The ack of the next `revertTurn` (the drone's `(true, {reverted, conflicts, restored})`).
+    revert_reply: list[Any] = field(default_factory=lambda: [False, "no revert scripted"])
 
     async def work_order(self, count: int = 1) -> str:
         """The id of the `count`-th turn the hub sent to this drone."""
@@ -139,13 +143,30 @@ class ScriptedDrone:
         await self.client.emit(event, *args, mark(turn, seq))
 
 
-async def scripted_drone(hub: HubHarness, username: str = "ann", **acks: Any) -> ScriptedDrone:
-    """A user, a project and a scripted drone socket (online) on `hub`."""
+async def scripted_drone(hub: HubHarness, username: str = "ann", **auth: Any) -> ScriptedDrone:
+    """A user, a project and a scripted drone socket (online) on `hub`; `auth` adds to the
+    drone's connect auth (e.g. `models`, `mcp`)."""
     token = await hub.signup(username)
     drone_id, key = await hub.create_drone(token, "box")
     project_id = await hub.create_project(token, "calc")
-    client = await hub.drone(drone_id, key, **acks)
-    return ScriptedDrone(hub, token, drone_id, project_id, client)
+    drone: list[ScriptedDrone] = []
+
+    def setup(sio: socketio.AsyncClient) -> None:
+        def acked(event: str, reply: Callable[[], Any]) -> None:
+            async def handler(*args: Any) -> Any:
+                drone[0].client.log.add(event, args)
+                return reply()
+
+            sio.on(event, handler=handler)
+
+        acked("processWorkOrder", lambda: True)
+        acked("requestWorkspaceMode", lambda: True)
+        acked("requestTermination", lambda: True)
+        acked("revertTurn", lambda: tuple(drone[0].revert_reply))
+
+    client = await hub.connect({"registrationId": drone_id, "key": key, **auth}, setup)
+    drone.append(ScriptedDrone(hub, token, drone_id, project_id, client))
+    return drone[0]
 
 
 Action = Literal["pass", "drop", "hold", "twice"]

@@ -4,7 +4,9 @@
 import { api, ApiError, AuthError, session as auth } from "./api.js";
 import { $, h } from "./dom.js";
 import { Logs, alert, banner, setStatus } from "./logs.js";
+import { totalUsage, usageText } from "./panels.js";
 import { TurnsView } from "./render.js";
+import { syncMenus } from "./menus.js";
 import { ChatSession } from "./session.js";
 import { Sidebar } from "./sidebar.js";
 import { HubSocket } from "./socket.js";
@@ -180,17 +182,22 @@ function sendBlocker(drone) {
   return "";
 }
 
-/** The Workspace menu: idle and user can be chosen; agent is only shown, while a turn runs. */
-function syncMode(lock, drone) {
-  const select = $("mode-select");
-  const mode = drone?.workspaceMode || "idle";
-  const agent = mode === "agent";
-  select.querySelector("option[value=agent]").hidden = !agent;
-  select.value = mode;
-  select.disabled = !lock || !drone?.online || agent;
-  select.title = agent
-    ? "Agent mode: the drone is running a turn. It goes back to idle when the turn ends."
-    : "idle: the agent may be sent prompts · user: you are working in the workspace yourself";
+/** Why a turn's changes cannot be undone now, or "" when they can. */
+function undoBlocker() {
+  const drone = chat.lock ? sidebar.drones.get(chat.lock.drone) : null;
+  if (!chat.lock) return "Open this session to undo its turns.";
+  if (!socket?.connected) return "Waiting for the hub connection…";
+  if (!drone?.online) return "The drone is offline.";
+  if (chat.running) return "A turn is running: undo once it ends.";
+  return "";
+}
+
+/** Draw the turns, the session's usage and, while a call waits, say so in the tab's title. */
+function render(turns, reveal) {
+  view.render(turns, reveal);
+  const used = usageText(totalUsage(turns));
+  $("session-usage").textContent = used ? `Session: ${used}` : "";
+  document.title = turns.some((t) => t.pendingApproval) ? "Approval needed · Gadget Code" : "Gadget Code";
 }
 
 function sync() {
@@ -212,7 +219,7 @@ function sync() {
 
   const running = chat.running;
   const cannotSend = lock ? sendBlocker(drone) : "";
-  syncMode(lock, drone);
+  syncMenus(lock, drone, chat.controls.settings);
   $("release-button").disabled = !lock;
   $("prompt").disabled = !lock;
   $("send").disabled = !lock || running || Boolean(cannotSend);
@@ -246,6 +253,7 @@ async function send(event) {
   const text = $("prompt").value;
   if (!text.trim() || $("send").disabled) return;
   $("send").disabled = true;
+  chat.controls.askForNotifications(); // a click: the one moment browsers let a page ask
   if (await chat.submit(text)) {
     $("prompt").value = "";
     if (chat.running) setStatus("Prompt sent; waiting for the drone…"); // unless it already ended
@@ -272,6 +280,8 @@ function wire() {
   $("new-session").addEventListener("click", () => openSession(null));
   $("release-button").addEventListener("click", () => chat.release().then(sync));
   $("mode-select").addEventListener("change", (e) => chat.setMode(e.target.value));
+  $("permission-select").addEventListener("change", (e) => chat.controls.setPermissionMode(e.target.value));
+  $("model-select").addEventListener("change", (e) => chat.controls.setModel(e.target.value || null));
   $("composer").addEventListener("submit", send);
   $("cancel").addEventListener("click", () => chat.cancel());
   $("prompt").addEventListener("keydown", (e) => {
@@ -301,7 +311,13 @@ async function start() {
 function boot() {
   applyTheme(localStorage.getItem(THEME_KEY));
   logs = new Logs();
-  view = new TurnsView($("turns"));
+  view = new TurnsView($("turns"), {
+    answer: (turnId, callId, decision) => chat.controls.answer(turnId, callId, decision),
+    answering: (callId) => chat.controls.answering.has(callId),
+    revert: (turnId) => chat.controls.revert(turnId),
+    reverting: (turnId) => chat.controls.reverting.has(turnId),
+    undoBlocker,
+  });
   sidebar = new Sidebar({
     changed: () => chat && sync(),
     resume: (id) => openSession(id),
@@ -309,7 +325,7 @@ function boot() {
     me: () => auth.user,
   });
   chat = new ChatSession({
-    render: (turns, reveal) => view.render(turns, reveal),
+    render,
     changed: () => sync(),
     status: setStatus,
     log: (...args) => logs.add(...args),

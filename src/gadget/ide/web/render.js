@@ -1,9 +1,11 @@
 // Renders turns into the conversation pane. Each turn keeps a cache of the block and
 // tool objects it last drew; since the reducer never mutates, an unchanged object
-// means an unchanged element, so a streamed delta redraws only the block it touched.
+// means an unchanged element, so a streamed delta redraws only the block it touched
+// (the approval card, the Changes panel and the footer likewise redraw on their own).
 
 import { duration, h, replaceChildren, when } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
+import { approvalCard, changesPanel, usageText } from "./panels.js";
 import { Status } from "./state.js";
 import { toolCard } from "./tools.js";
 
@@ -31,44 +33,75 @@ class TurnView {
     this.prompt = h("div.prompt-text");
     this.meta = h("span.turn-time.muted");
     this.blocksEl = h("div.turn-blocks");
+    this.approvalEl = h("div.turn-approval");
+    this.changesEl = h("div.turn-changes-slot");
     this.footer = h("div.turn-footer");
     this.el = h(
       "article.turn",
       { dataset: { turnId: turn.id }, "aria-label": "Turn" },
       h("div.turn-prompt", null, h("div.who", null, "You ", this.meta), this.prompt),
       this.blocksEl,
+      this.approvalEl,
+      this.changesEl,
       this.footer,
     );
     this.drawn = []; // [{block, tool, el}]
     this.head = null;
+    this.approvalKey = null;
+    this.changesKey = null;
   }
 
-  update(turn) {
-    const headKey = [turn.prompt, turn.status, turn.errorMessage, turn.cancelled, turn.durationMs, turn.createdAt].join("\u0000");
+  /**
+   * @param {object} turn
+   * @param {object} actions  see TurnsView
+   */
+  update(turn, actions) {
+    const usage = usageText(turn.usage);
+    const waiting = Boolean(turn.pendingApproval);
+    const headKey = [turn.prompt, turn.status, turn.errorMessage, turn.cancelled, turn.durationMs, turn.createdAt, usage, waiting].join("\u0000");
     if (headKey !== this.head) {
       this.head = headKey;
       // A cancelled turn is "error" on the wire; on screen it is its own, neutral state.
       this.el.dataset.status = turn.cancelled ? "cancelled" : turn.status;
       this.prompt.textContent = turn.prompt;
       this.meta.textContent = turn.createdAt ? when(turn.createdAt) : "";
-      this.drawFooter(turn);
+      this.drawFooter(turn, usage);
     }
     turn.blocks.forEach((block, i) => this.drawBlock(turn, block, i));
     for (const stale of this.drawn.splice(turn.blocks.length)) stale.el.remove();
     this.autoCollapse(turn);
+    this.drawApproval(turn, actions);
+    this.drawChanges(turn, actions);
   }
 
-  drawFooter(turn) {
+  drawFooter(turn, usage) {
     const took = duration(turn.durationMs);
+    const spent = usage ? h("span.turn-usage.muted", { title: "Tokens, model calls, model time and cost of this turn" }, usage) : null;
     if (turn.status === Status.PROCESSING) {
-      replaceChildren(this.footer, h("span.working", { "aria-hidden": "true" }), h("span.muted", null, "Working…"));
+      const doing = turn.pendingApproval ? "Waiting for your approval…" : "Working…";
+      replaceChildren(this.footer, h("span.working", { "aria-hidden": "true" }), h("span.muted", null, doing), spent);
     } else if (turn.cancelled) {
-      replaceChildren(this.footer, h("span.turn-cancelled", null, took ? `Cancelled after ${took}` : "Cancelled"));
+      replaceChildren(this.footer, h("span.turn-cancelled", null, took ? `Cancelled after ${took}` : "Cancelled"), spent);
     } else if (turn.status === Status.ERROR) {
-      replaceChildren(this.footer, h("div.turn-error", null, h("strong", null, "Turn failed: "), turn.errorMessage || "unknown error"));
+      replaceChildren(this.footer, h("div.turn-error", null, h("strong", null, "Turn failed: "), turn.errorMessage || "unknown error"), spent);
     } else {
-      replaceChildren(this.footer, took ? h("span.turn-done.muted", null, `Finished in ${took}`) : null);
+      replaceChildren(this.footer, took ? h("span.turn-done.muted", null, `Finished in ${took}`) : null, spent);
     }
+  }
+
+  drawApproval(turn, actions) {
+    const waiting = turn.pendingApproval;
+    const key = waiting ? [waiting, actions.answering(waiting.callId)] : null;
+    if (key?.[0] === this.approvalKey?.[0] && key?.[1] === this.approvalKey?.[1]) return;
+    this.approvalKey = key;
+    replaceChildren(this.approvalEl, waiting ? approvalCard(turn, actions) : null);
+  }
+
+  drawChanges(turn, actions) {
+    const key = [turn.changes, turn.reverted, turn.conflicts, actions.undoBlocker(), actions.reverting(turn.id)];
+    if (this.changesKey && key.every((v, i) => v === this.changesKey[i])) return;
+    this.changesKey = key;
+    replaceChildren(this.changesEl, changesPanel(turn, actions));
   }
 
   drawBlock(turn, block, i) {
@@ -121,8 +154,14 @@ class TurnView {
 
 /** The conversation pane: draws turns in order and keeps the view pinned to the bottom. */
 export class TurnsView {
-  constructor(container) {
+  /**
+   * @param {HTMLElement} container
+   * @param {object} actions  answer(turnId, callId, decision), answering(callId),
+   *   revert(turnId), reverting(turnId), undoBlocker() (why Undo cannot run now, or "")
+   */
+  constructor(container, actions) {
     this.container = container;
+    this.actions = actions;
     this.views = new Map();
     this.hint = null;
   }
@@ -159,7 +198,7 @@ export class TurnsView {
         view = new TurnView(turn);
         this.views.set(turn.id, view);
       }
-      view.update(turn);
+      view.update(turn, this.actions);
       const expected = cursor ? cursor.nextSibling : c.firstChild;
       if (expected !== view.el) c.insertBefore(view.el, expected);
       cursor = view.el;

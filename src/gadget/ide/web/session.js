@@ -5,6 +5,7 @@
 // A stream event's trailing {turnId, seq} mark says which turn it belongs to.
 
 import { api } from "./api.js";
+import { Controls } from "./controls.js";
 import { ModeSwitch } from "./mode.js";
 import { TurnBook } from "./turns.js";
 
@@ -17,6 +18,12 @@ const STREAM = {
   response: (content) => ({ type: "response", content }),
   toolCall: (callId, name, params, response) => ({ type: "toolCall", callId, name, params, response }),
   workOrderComplete: (turnId, success, message) => ({ type: "workOrderComplete", turnId, success, message }),
+  toolApproval: (approval) => ({ type: "toolApproval", turnId: approval?.turnId, approval }),
+  turnChanges: (turnId, changes) => ({ type: "turnChanges", turnId, changes }),
+  usage: (usage) => ({ type: "usage", turnId: usage?.turnId, usage }),
+  // The hub's own (never marked): an answer to an approval, an undone / re-applied turn.
+  approvalDecision: (d) => ({ type: "approvalDecision", ...d }),
+  turnReverted: (r) => ({ type: "turnReverted", ...r }),
 };
 for (const type of AGENT_EVENTS) STREAM[type] = (data) => ({ type, data });
 
@@ -29,8 +36,7 @@ export class ChatSession {
   /**
    * @param {object} hooks  render(turns), changed() (lock / current turn / mode changed),
    *   status(text), log(...args), alert(text, tone), droneState(state), modeChanged(mode),
-   *   mode() (the locked drone's workspace mode as last reported), turnStarted(turn),
-   *   applied(turn, event) (a live event was applied)
+   *   mode() (the locked drone's workspace mode as last reported), turnStarted(turn)
    */
   constructor(hooks) {
     this.hooks = hooks;
@@ -40,12 +46,13 @@ export class ChatSession {
     this.locking = null; // {chatSession} while a lock request waits (chatSession null: a new one)
     this.wanted = null; // a session to re-open as soon as its drone is back online
     this.modes = new ModeSwitch(hooks);
+    this.controls = new Controls(this, hooks);
     this.book = new TurnBook({
       schedule: () => this.schedule(),
       changed: () => hooks.changed(),
       status: (text) => hooks.status(text),
       ours: (json) => this.ours(json),
-      applied: (turn, event) => hooks.applied?.(turn, event),
+      applied: (turn, event) => this.controls.applied(turn, event),
     });
     this.turns = this.book.turns;
     this.reveal = null; // a turn just sent, to scroll into view at the next render
@@ -129,7 +136,10 @@ export class ChatSession {
       this.lock = { drone, project, chatSession: value };
       localStorage.setItem(LOCK_KEY, JSON.stringify(this.lock));
       this.hooks.status("Session open.");
-      await this.loadHistory(epoch, value);
+      await Promise.all([
+        this.loadHistory(epoch, value),
+        this.controls.load(project, value).catch((err) => this.hooks.alert(err.message)),
+      ]);
       return true;
     } catch (err) {
       this.hooks.alert(err.message);
@@ -170,6 +180,7 @@ export class ChatSession {
   /** Drop the lock (but keep the turns on screen). */
   forget() {
     this.lock = null;
+    this.controls.clear();
     localStorage.removeItem(LOCK_KEY);
     this.hooks.changed();
   }
@@ -262,6 +273,7 @@ export class ChatSession {
         if (this.ours(turn)) this.hooks.turnStarted(turn);
       },
       turnSnapshot: (turn) => this.book.snapshot(turn),
+      permissionModeChanged: (change) => this.controls.permissionModeChanged(change),
     };
   }
 

@@ -178,6 +178,7 @@ export class Sidebar {
       h("span.drone-meta.muted", null, [d.hostname, d.online ? null : offlineText(d)].filter(Boolean).join(" · ")),
       this.stateLine(d),
       this.modelLine(d),
+      mcpLine(d),
       warnings(d),
       h("span.drone-actions", null,
         d.online ? h("button.small", { type: "button", onclick: () => this.terminate(d) }, "Stop") : null,
@@ -299,6 +300,21 @@ export class Sidebar {
       this.hooks.alert(`Could not remove the drone: ${err.message}`);
     }
   }
+}
+
+/** The drone's MCP tool servers: each with its tool count, or why it failed to start. */
+function mcpLine(d) {
+  if (!d.online || !Array.isArray(d.mcp) || !d.mcp.length) return null;
+  return h("ul.drone-mcp", { "aria-label": "MCP servers" }, d.mcp.map((server) => {
+    const tools = Number.isFinite(server.tools) ? server.tools : 0;
+    const text = server.ok
+      ? `${server.name} · ${tools} tool${tools === 1 ? "" : "s"}`
+      : `⚠ ${server.name}: ${server.error || "failed to start"}`;
+    return h(`li.mcp-server${server.ok ? "" : ".mcp-failed"}`, {
+      dataset: { server: server.name, ok: String(Boolean(server.ok)) },
+      title: server.ok ? `MCP server "${server.name}"` : `MCP server "${server.name}" is not available; the drone works without it`,
+    }, text);
+  }));
 }
 
 /** "offline · last seen 14:03:07" (when the drone went away, or "never seen"). */

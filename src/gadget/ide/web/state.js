@@ -7,12 +7,19 @@
 // whole thing live, and the renderer can skip any block whose object is unchanged.
 //
 // Turn = {id, chatSession, prompt, status, errorMessage, cancelled, durationMs, retries,
-//         attempt, createdAt, blocks: Block[], tools: {[callId]: Tool}}
+//         attempt, createdAt, blocks: Block[], tools: {[callId]: Tool},
+//         pendingApproval: Approval|null, decisions: {[callId]: Decision},
+//         changes: Change[]|null, reverted, conflicts: [{path, reason}], usage: Usage}
 //   (a cancelled turn keeps status "error" as on the wire; `cancelled` tells it apart)
 // Block = {kind: "text", mode: "thinking"|"responding", text, attempt}
 //       | {kind: "tool", callId, attempt}
-// Tool = {callId, name, parameters, response, subagent, done, agent: Agent|null}
+// Tool = {callId, name, parameters, response, subagent, done, agent: Agent|null,
+//         approval: Decision|null}
 //   (parameters/response stay the wire's JSON strings; null until known)
+// Approval = {callId, name, parameters, server?, agentId?, askedAt?} (the tool call waiting)
+// Decision = {decision: "allow"|"deny"|"allow-session", by, at}
+// Change = {path, status: "added"|"modified"|"deleted", additions, deletions, diff?}
+// Usage = {promptTokens, completionTokens, modelCalls, durationMs, cost: number|null}
 // Agent = {items: AgentItem[], complete}
 // AgentItem = {mode: "thinking"|"responding", text} | {mode: "tool", tool, args, result, done}
 
@@ -29,7 +36,34 @@ export function parseJson(value) {
 }
 
 function newTool(callId, fields = {}) {
-  return { callId, name: null, parameters: null, response: null, subagent: null, done: false, agent: null, ...fields };
+  return {
+    callId, name: null, parameters: null, response: null, subagent: null, done: false, agent: null, approval: null,
+    ...fields,
+  };
+}
+
+/** A turn's usage from its stats (the hub adds up the drone's `usage` reports). */
+export function usageFrom(stats) {
+  const n = (v) => (Number.isFinite(v) ? v : 0);
+  return {
+    promptTokens: n(stats?.promptTokens),
+    completionTokens: n(stats?.completionTokens),
+    modelCalls: n(stats?.modelCalls),
+    durationMs: n(stats?.durationMs),
+    cost: Number.isFinite(stats?.cost) ? stats.cost : null,
+  };
+}
+
+/** One model call's `usage` report added to a turn's usage. */
+function addUsage(usage, report) {
+  const more = usageFrom({ ...report, modelCalls: 1 });
+  return {
+    promptTokens: usage.promptTokens + more.promptTokens,
+    completionTokens: usage.completionTokens + more.completionTokens,
+    modelCalls: usage.modelCalls + 1,
+    durationMs: usage.durationMs + more.durationMs,
+    cost: usage.cost === null && more.cost === null ? null : (usage.cost ?? 0) + (more.cost ?? 0),
+  };
 }
 
 function newAgent() {
@@ -41,6 +75,7 @@ export function emptyTurn(id, chatSession = null) {
   return {
     id, chatSession, prompt: "", status: Status.PROCESSING, errorMessage: null, cancelled: false,
     durationMs: null, retries: 0, attempt: 1, createdAt: null, blocks: [], tools: {},
+    pendingApproval: null, decisions: {}, changes: null, reverted: false, conflicts: [], usage: usageFrom(null),
   };
 }
 
@@ -61,8 +96,13 @@ function storedDuration(json) {
   return Number.isFinite(ms) && ms >= 0 ? ms : null;
 }
 
-/** Normalize a turn JSON (REST, `turnStarted`, `turnSnapshot`) into the client model. */
-export function fromServer(json) {
+/**
+ * Normalize a turn JSON (REST, `turnStarted`, `turnSnapshot`) into the client model.
+ * @param {object} decisions  answers this page already saw (`approvalDecision`), by callId:
+ *   they outlive a snapshot, and a call already answered no longer waits
+ */
+export function fromServer(json, decisions = {}) {
+  const pending = json.pendingApproval && !decisions[json.pendingApproval.callId] ? json.pendingApproval : null;
   const turn = {
     ...emptyTurn(json._id, json.chatSession ?? null),
     prompt: json.prompt ?? "",
@@ -72,12 +112,17 @@ export function fromServer(json) {
     durationMs: storedDuration(json),
     retries: json.retries ?? 0,
     createdAt: json.createdAt ?? null,
+    pendingApproval: json.status === Status.PROCESSING ? pending : null,
+    decisions,
+    changes: Array.isArray(json.changes) ? json.changes : null,
+    reverted: json.reverted === true,
+    usage: usageFrom(json.stats),
   };
   const tools = {};
   for (const call of json.toolCalls || []) {
     tools[call.callId] = newTool(call.callId, {
       name: call.name, parameters: call.parameters, response: call.response,
-      subagent: call.subagent ?? null, done: true,
+      subagent: call.subagent ?? null, done: true, approval: call.approval ?? decisions[call.callId] ?? null,
     });
   }
   const blocks = [];
@@ -94,6 +139,7 @@ export function fromServer(json) {
         parameters: c?.parameters ?? tools[callId]?.parameters ?? null,
         response: c?.response ?? tools[callId]?.response ?? null,
         subagent: c?.subagent ?? tools[callId]?.subagent ?? null,
+        approval: c?.approval ?? tools[callId]?.approval ?? decisions[callId] ?? null,
         done: true,
       });
       blocks.push({ kind: "tool", callId, attempt: blockAttempt });
@@ -168,7 +214,25 @@ function withTool(turn, tool) {
 
 function toolCall(turn, { callId, name, params, response }) {
   const prev = turn.tools[callId] || newTool(callId);
-  return withTool(turn, { ...prev, name, parameters: params, response, done: true });
+  const approval = prev.approval ?? turn.decisions[callId] ?? null;
+  return withTool(turn, { ...prev, name, parameters: params, response, approval, done: true });
+}
+
+/** A tool call waits for the person (unless this page saw it answered already). */
+function toolApproval(turn, { approval }) {
+  if (!approval?.callId || turn.decisions[approval.callId] || turn.status !== Status.PROCESSING) return turn;
+  return { ...turn, pendingApproval: approval };
+}
+
+/** Someone answered a waiting call: every tab drops its card; the tool card keeps who said what. */
+function approvalDecision(turn, { callId, decision, by, at }) {
+  // This page's own ack (who and when unknown) never erases what the hub said.
+  const known = turn.decisions[callId];
+  const answer = { decision: decision ?? known?.decision ?? null, by: by ?? known?.by ?? null, at: at ?? known?.at ?? null };
+  const decisions = { ...turn.decisions, [callId]: answer };
+  const pendingApproval = turn.pendingApproval?.callId === callId ? null : turn.pendingApproval;
+  const tools = callId in turn.tools ? { ...turn.tools, [callId]: { ...turn.tools[callId], approval: answer } } : turn.tools;
+  return { ...turn, decisions, pendingApproval, tools };
 }
 
 function agentText(agent, mode, text) {
@@ -225,6 +289,7 @@ function complete(turn, { success, message, durationMs }) {
     errorMessage,
     cancelled: wasCancelled(status, errorMessage),
     durationMs: durationMs ?? turn.durationMs,
+    pendingApproval: null,
   };
 }
 
@@ -232,8 +297,13 @@ const REDUCERS = {
   turnStarted: (turn, e) => started(turn, e.turn),
   thinking: (turn, e) => appendText(turn, "thinking", e.content),
   response: (turn, e) => appendText(turn, "responding", e.content),
-  toolCall: toolCall,
+  toolCall,
   workOrderComplete: complete,
+  toolApproval,
+  approvalDecision,
+  turnChanges: (turn, e) => ({ ...turn, changes: Array.isArray(e.changes) ? e.changes : [] }),
+  turnReverted: (turn, e) => ({ ...turn, reverted: e.reverted === true, conflicts: Array.isArray(e.conflicts) ? e.conflicts : [] }),
+  usage: (turn, e) => ({ ...turn, usage: addUsage(turn.usage, e.usage || {}) }),
 };
 
 /**
@@ -241,7 +311,9 @@ const REDUCERS = {
  * @param {object} turn  a turn from fromServer/emptyTurn/reduce
  * @param {{type: string}} event  `{type: "thinking", content}`, `{type: "toolCall", callId, name,
  *   params, response}`, `{type: "agent:tool-call", data}`, `{type: "workOrderComplete", success,
- *   message, durationMs?}`, `{type: "turnStarted", turn}`
+ *   message, durationMs?}`, `{type: "turnStarted", turn}`, `{type: "toolApproval", approval}`,
+ *   `{type: "approvalDecision", callId, decision, by}`, `{type: "turnChanges", changes}`,
+ *   `{type: "turnReverted", reverted, conflicts}`, `{type: "usage", usage}`
  */
 export function reduce(turn, event) {
   if (event.type in AGENT_REDUCERS) return agentEvent(turn, event.type, event.data || {});

@@ -1,5 +1,7 @@
 // Tool call cards: a collapsible card per call with name, parameters and result;
-// edit_file as a diff, run_command as a terminal, subagents streaming inside.
+// edit_file as a diff, run_command as a terminal, subagents streaming inside; the MCP
+// server and the person's approval on the card. Also what an approval card shows of a
+// waiting call, and unified diffs (a turn's changes).
 
 import { h } from "./dom.js";
 import { highlightInto, languageForPath, renderMarkdown } from "./markdown.js";
@@ -21,6 +23,12 @@ function pre(value, cls = "") {
 
 function section(title, ...body) {
   return h("section.tool-section", null, h("h4", null, title), ...body);
+}
+
+/** "Edit" and a path, the path as written (headings are upper-cased). */
+function fileTitle(verb, params) {
+  const path = filePath(params);
+  return path ? [`${verb} `, h("code.path", null, path)] : verb;
 }
 
 /** Line diff of old → new (LCS); falls back to all-removed + all-added when too large. */
@@ -57,6 +65,23 @@ export function diffLines(oldText, newText) {
   while (i < n) out.push({ op: "-", t: a[i++] });
   while (j < m) out.push({ op: "+", t: b[j++] });
   return out;
+}
+
+/** A unified diff (git's text) with added, removed and hunk lines told apart; the file
+ * header before the first hunk is left out (the path is shown next to it). */
+export function unifiedDiff(text, label = "Diff") {
+  const lines = String(text ?? "").replace(/\n$/, "").split("\n");
+  const first = lines.findIndex((line) => line.startsWith("@@"));
+  if (first > 0 && lines.slice(0, first).every((line) => diffKind(line) === "meta")) lines.splice(0, first);
+  return h("pre.mono.diff", { "aria-label": label }, lines.map((line) => h(`span.diff-line.${diffKind(line)}`, null, `${line}\n`)));
+}
+
+function diffKind(line) {
+  if (/^(\+\+\+ |--- |diff |index |new file|deleted file|\\ )/.test(line)) return "meta";
+  if (line.startsWith("@@")) return "hunk";
+  if (line.startsWith("+")) return "add";
+  if (line.startsWith("-")) return "del";
+  return "ctx";
 }
 
 function diffView(oldText, newText) {
@@ -104,6 +129,47 @@ export function readResult(result) {
   return { ok, text, exit };
 }
 
+/** The MCP server of a tool: the result says it; else the `server__tool` name does. */
+function mcpServer(name, result) {
+  if (result && typeof result === "object" && typeof result.server === "string") return result.server;
+  const cut = typeof name === "string" ? name.indexOf("__") : -1;
+  return cut > 0 ? name.slice(0, cut) : null;
+}
+
+const APPROVAL_TEXT = { allow: "allowed", deny: "denied", "allow-session": "allowed for session" };
+
+/** The person's answer on a tool card: "allowed by ann". */
+function approvalChip(approval) {
+  const label = APPROVAL_TEXT[approval?.decision];
+  if (!label) return null;
+  const by = approval.by ? ` by ${approval.by}` : "";
+  return h(`span.chip.approval.${approval.decision === "deny" ? "error" : "ok"}`, { dataset: { decision: approval.decision } }, `${label}${by}`);
+}
+
+/**
+ * What a waiting call would do, as its approval card shows it: the exact command, the
+ * diff of an edit, the content of a write, or the parameters.
+ */
+export function approvalBody(name, parameters) {
+  const params = parseJson(parameters);
+  if (name === "run_command" && typeof pick(params, "command") === "string") {
+    const { command, ...rest } = params;
+    return [
+      h("pre.mono.terminal.approval-command", null, h("span.prompt-sign", null, "$ "), command),
+      Object.keys(rest).length ? section("Parameters", pre(rest)) : null,
+    ];
+  }
+  if (name === "edit_file" && edits(params).length) {
+    return section(fileTitle("Edit", params), ...edits(params).map((e) => diffView(e.old, e.new)));
+  }
+  const content = pick(params, "content");
+  if (name === "write_file" && typeof content === "string") {
+    const code = highlightInto(h("code"), content, languageForPath(filePath(params)));
+    return section(fileTitle("Write", params), h("pre.mono", null, code));
+  }
+  return section("Parameters", pre(params));
+}
+
 /** A one-line hint of what the call did, shown next to its name. */
 function brief(params) {
   if (params && typeof params === "object") {
@@ -124,7 +190,7 @@ const BODIES = {
     const list = edits(params);
     if (!list.length) return null;
     return [
-      section(`Edit ${filePath(params) ?? ""}`.trim(), ...list.map((e) => diffView(e.old, e.new))),
+      section(fileTitle("Edit", params), ...list.map((e) => diffView(e.old, e.new))),
       resultSection(res),
     ];
   },
@@ -132,7 +198,7 @@ const BODIES = {
     const content = pick(params, "content");
     if (typeof content !== "string") return null;
     const code = highlightInto(h("code"), content, languageForPath(filePath(params)));
-    return [section(`Write ${filePath(params) ?? ""}`.trim(), h("pre.mono", null, code)), resultSection(res)];
+    return [section(fileTitle("Write", params), h("pre.mono", null, code)), resultSection(res)];
   },
   run_command(params, res) {
     const command = pick(params, "command") ?? pretty(params);
@@ -196,10 +262,13 @@ function subagentView(tool) {
  */
 export function toolCard(tool, open) {
   const params = parseJson(tool.parameters);
-  const res = tool.done ? readResult(parseJson(tool.response)) : null;
+  const result = tool.done ? parseJson(tool.response) : null;
+  const res = tool.done ? readResult(result) : null;
   const name = tool.name || (tool.agent ? "task" : "tool");
-  const state = !res ? "running" : res.ok ? "ok" : "error";
-  const chip = !res ? "running…" : res.exit !== null ? `exit ${res.exit}` : res.ok ? "done" : "error";
+  const refused = result?.refused === true; // denied by the person, or by read-only mode
+  const server = mcpServer(name, result);
+  const state = !res ? "running" : refused ? "refused" : res.ok ? "ok" : "error";
+  const chip = !res ? "running…" : refused ? "refused" : res.exit !== null ? `exit ${res.exit}` : res.ok ? "done" : "error";
   const hasAgent = Boolean(tool.agent || tool.subagent);
 
   let body = res ? BODIES[name]?.(params, res) : null;
@@ -211,11 +280,13 @@ export function toolCard(tool, open) {
   }
   return h(
     "details.tool-card",
-    { open, dataset: { callId: tool.callId, tool: name, state } },
+    { open, dataset: { callId: tool.callId, tool: name, state, server } },
     h("summary", null,
       h("span.tool-name", null, name),
+      server ? h("span.chip.server", { title: `A tool of the MCP server "${server}"` }, server) : null,
       h("code.tool-brief", null, brief(params)),
-      h(`span.chip.${state}`, { dataset: { exit: res?.exit ?? null } }, chip)),
+      approvalChip(tool.approval),
+      h(`span.chip.${state === "refused" ? "error" : state}`, { dataset: { exit: res?.exit ?? null } }, chip)),
     h("div.tool-body", null, hasAgent ? subagentView(tool) : null, body),
   );
 }

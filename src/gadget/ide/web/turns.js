@@ -49,7 +49,7 @@ export class TurnBook {
 
   /** Show `json` as the whole turn up to its seq, then what was held after it. */
   replace(json) {
-    this.turns.set(json._id, fromServer(json));
+    this.turns.set(json._id, fromServer(json, this.turns.get(json._id)?.decisions));
     this.each(json._id, this.cursors.reset(json._id, json.seq ?? 0), false);
     this.hooks.changed();
     this.hooks.schedule();
