@@ -192,9 +192,10 @@ class Frame:
 @dataclass
 class Tap:
     """The page's WebSocket to the hub, through Playwright: each hub→page event frame can be
-    passed, dropped, held (until `release`) or delivered twice, as `rule` says."""
+    passed, dropped, held (until `release`), delivered twice, or replaced by another frame,
+    as `rule` says."""
 
-    rule: Callable[[Frame], Action] = lambda _: "pass"
+    rule: Callable[[Frame], Action | Frame] = lambda _: "pass"
     held: list[tuple[WebSocketRoute, str]] = field(default_factory=list)
     pages: list[WebSocketRoute] = field(default_factory=list)
 
@@ -209,10 +210,13 @@ class Tap:
         self.pages.append(ws)
 
     def _from_hub(self, ws: WebSocketRoute, message: str | bytes) -> None:
-        action: Action = "pass"
+        action: Action | Frame = "pass"
         if isinstance(message, str) and message.startswith("42["):
             name, *args = json.loads(message[2:])
             action = self.rule(Frame(name, args))
+        if isinstance(action, Frame):
+            ws.send("42" + json.dumps([action.name, *action.args]))
+            return
         if action == "hold":
             self.held.append((ws, str(message)))
             return

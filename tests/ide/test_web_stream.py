@@ -16,6 +16,7 @@ from tests.harness import HubHarness
 from tests.ide.browser import (
     BROWSER,
     LIVE,
+    Frame,
     ScriptedDrone,
     Tap,
     open_session,
@@ -135,6 +136,22 @@ async def test_an_event_ahead_of_a_lost_one_waits_for_the_snapshot(
     await expect(turn).to_have_attribute("data-status", "finished")
     await expect(text).to_have_text("one-two-three-four-five")
     assert await turn.locator(".block-responding").count() == 1
+
+
+async def test_a_numbered_event_the_page_cannot_show_still_moves_the_cursor(
+    page: Page, hub: HubHarness
+) -> None:
+    # A newer hub's event in the place of seq 2: the page shows nothing for it, and seq 3
+    # is not held behind it (no REST fetch may fill the gap here).
+    tap = Tap(rule=lambda f: Frame("agent:from-the-future", f.args) if f.seq == 2 else "pass")
+    d, turn_id = await start(page, hub, tap)
+    await page.route(f"**/api/turns/{turn_id}", lambda route: route.abort())
+    text = turn_el(page, turn_id).locator(".block-responding")
+    await d.say("response", "one-", turn=turn_id, seq=1)
+    await d.say("thinking", "never shown", turn=turn_id, seq=2)
+    await d.say("response", "three", turn=turn_id, seq=3)
+    await expect(text).to_have_text("one-three")
+    await expect(turn_el(page, turn_id).locator(".block-thinking")).to_have_count(0)
 
 
 async def test_a_second_tab_joins_mid_turn_and_both_show_it_once(

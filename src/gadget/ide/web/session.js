@@ -236,18 +236,22 @@ export class ChatSession {
     return Promise.resolve();
   }
 
-  /** Dispatch one hub→IDE event: stream events by their mark, the others by the table. */
+  /**
+   * Dispatch one hub→IDE event: stream events by their mark, the others by the table. A
+   * numbered event this page cannot show (a newer hub's) still moves its turn's cursor.
+   */
   handle(name, args) {
     window.__gadgetTrace?.push([name, ...args]); // tests and debugging: set it to [] to record
     const build = STREAM[name];
+    const last = args[args.length - 1];
+    if (isMark(last)) {
+      const event = build ? build(...args.slice(0, -1)) : { type: name };
+      this.book.marked(last.turnId, last.seq, event);
+      return;
+    }
     if (build) {
-      const last = args[args.length - 1];
-      if (isMark(last)) {
-        this.book.marked(last.turnId, last.seq, build(...args.slice(0, -1)));
-      } else {
-        const event = build(...args);
-        this.book.unmarked(event.turnId ?? null, event);
-      }
+      const event = build(...args);
+      this.book.unmarked(event.turnId ?? null, event);
       return;
     }
     const handler = this.handlers[name];
