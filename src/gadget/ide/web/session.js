@@ -98,14 +98,16 @@ export class ChatSession {
       return false;
     }
     const previous = this.lock;
+    const shown = previous?.chatSession ?? this.wanted?.chatSession ?? null;
     const what = chatSession ? "the session" : "a new session";
     this.locking = { chatSession };
     if (!quiet) this.wanted = null;
     this.hooks.changed();
     const epoch = ++this.epoch;
-    // A resumed session's snapshot may beat the ack: make room for it now. A new session
-    // has no turns yet, so the one on screen stays until the hub says yes.
-    if (chatSession && chatSession !== previous?.chatSession) this.reset();
+    // A resumed session's snapshot may beat the ack: make room for it now (the session on
+    // screen stays: its turns are kept by seq). A new session has no turns yet, so the one
+    // on screen stays until the hub says yes.
+    if (chatSession && chatSession !== shown) this.reset();
     let back = null;
     try {
       const [ok, value] = await this.socket.request(
