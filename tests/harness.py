@@ -172,9 +172,14 @@ class HubClient:
         return await self.connect({"token": token})
 
     async def drone(
-        self, registration_id: str, key: str, ack: Any = True, mode_ack: Any = True
+        self,
+        registration_id: str,
+        key: str,
+        ack: Any = True,
+        mode_ack: Any = True,
+        revert_ack: Any = (True, {"reverted": True, "conflicts": [], "restored": []}),
     ) -> Client:
-        """A scripted drone: records work orders and mode requests, acknowledges them."""
+        """A scripted drone: records work orders, mode and revert requests, acknowledges them."""
         log_ref: list[EventLog] = []
 
         def setup(sio: socketio.AsyncClient) -> None:
@@ -190,9 +195,14 @@ class HubClient:
                 log_ref[0].add("requestWorkspaceMode", args)
                 return mode_ack
 
+            async def revert(*args: Any) -> Any:
+                log_ref[0].add("revertTurn", args)
+                return revert_ack
+
             sio.on("processWorkOrder", handler=process)
             sio.on("requestTermination", handler=terminate)
             sio.on("requestWorkspaceMode", handler=mode)
+            sio.on("revertTurn", handler=revert)
 
         sio = socketio.AsyncClient(reconnection=False)
         log = EventLog()
@@ -244,8 +254,13 @@ async def running_hub(settings: Settings, port: int = 0) -> AsyncIterator[HubHar
 
 
 def hub_settings(home: Path, **overrides: Any) -> Settings:
-    """Settings for a test hub: its own home and SQLite file, fast timers."""
+    """Settings for a test hub: its own home and SQLite file, fast timers.
+
+    New chat sessions start in "auto" here (the product's default is "ask"), so tests of
+    everything but approvals run tools unasked; approval tests set their mode.
+    """
     values: dict[str, Any] = {
+        "default_permission_mode": "auto",
         "home": home,
         "secret_key": "test-secret-key-0123456789abcdef0123456789",
         "allow_signup": True,

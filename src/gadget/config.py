@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gadget.protocol import PermissionMode
+
 
 class Settings(BaseSettings):
     """Hub, drone and client settings; each field is `GADGET_<NAME>` in the environment."""
@@ -55,6 +57,8 @@ class Settings(BaseSettings):
     recovery_window_s: float = Field(default=5.0, gt=0)
     #: Most packets queued for one IDE socket before it is disconnected as too slow.
     ide_queue_max: int = Field(default=20_000, gt=0)
+    #: The permission mode of new chat sessions (a user may set their own: PATCH /api/settings).
+    default_permission_mode: PermissionMode = PermissionMode.ASK
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to an SQLite file in `home`."""

@@ -24,7 +24,9 @@ __all__ = [
     "AgentThinking",
     "AgentToolCall",
     "AgentToolResult",
+    "ApprovalAnswer",
     "ApprovalDecision",
+    "ApprovalRecord",
     "ArgsError",
     "BlockMode",
     "BlockOut",
@@ -32,21 +34,30 @@ __all__ = [
     "CrashRecoveryResponse",
     "DroneEvent",
     "ErrorCode",
+    "FileChange",
     "HubEvent",
     "IdeEvent",
     "LogArgs",
+    "McpServerInfo",
     "ModelInfo",
+    "PendingApproval",
     "PermissionMode",
     "Ref",
+    "RevertConflict",
+    "RevertOutcome",
+    "ToolApproval",
     "ToolCallArgs",
     "ToolCallOut",
+    "TurnChangesArgs",
     "TurnOut",
     "TurnStatus",
+    "Usage",
     "WorkOrderCompleteArgs",
     "WorkspaceMode",
     "mark",
     "parse_args",
     "parse_mode",
+    "parse_permission_mode",
     "split_mark",
 ]
 
@@ -111,6 +122,14 @@ class IdeEvent(StrEnum):
     SUBMIT_PROMPT = "submitPrompt"
     CANCEL_WORK_ORDER = "cancelWorkOrder"
     REQUEST_TERMINATION = "requestTermination"
+    #: `setPermissionMode(mode)`: the locked session's permission mode.
+    SET_PERMISSION_MODE = "setPermissionMode"
+    #: `answerApproval(turnId, callId, decision)`: the person's answer to a `toolApproval`.
+    ANSWER_APPROVAL = "answerApproval"
+    #: `revertTurn(turnId)`: undo a finished turn's changes (or re-apply a reverted one).
+    REVERT_TURN = "revertTurn"
+    #: `setModel(model | null)`: the locked session's model (null: the drone's default).
+    SET_MODEL = "setModel"
 
 
 class DroneEvent(StrEnum):
@@ -129,6 +148,12 @@ class DroneEvent(StrEnum):
     AGENT_TOOL_CALL = "agent:tool-call"
     AGENT_TOOL_RESULT = "agent:tool-result"
     AGENT_COMPLETE = "agent:complete"
+    #: `toolApproval({turnId, callId, name, parameters, server?, agentId?})`: a call waits.
+    TOOL_APPROVAL = "toolApproval"
+    #: `turnChanges(turnId, changes)`: the files the turn changed, before `workOrderComplete`.
+    TURN_CHANGES = "turnChanges"
+    #: `usage({turnId, model, promptTokens, completionTokens, durationMs, cost?})`: one model call.
+    USAGE = "usage"
 
 
 class HubEvent(StrEnum):
@@ -149,6 +174,18 @@ class HubEvent(StrEnum):
     ERROR = "error"
     #: hub→drone: every event of a turn up to a seq is stored (the drone may forget them).
     STREAM_ACK = "streamAck"
+    #: hub→drone `setPermissionMode({turnId, mode})`: the running turn's mode changed.
+    SET_PERMISSION_MODE = "setPermissionMode"
+    #: hub→drone `approvalDecision({turnId, callId, decision})`; hub→IDE the same with `by`.
+    APPROVAL_DECISION = "approvalDecision"
+    #: hub→drone `revertTurn(turnId)`, acked `(true, {reverted, conflicts, restored})`.
+    REVERT_TURN = "revertTurn"
+    #: hub→IDE `permissionModeChanged({chatSession, mode})`.
+    PERMISSION_MODE_CHANGED = "permissionModeChanged"
+    #: hub→IDE `modelChanged({chatSession, model})`.
+    MODEL_CHANGED = "modelChanged"
+    #: hub→IDE `turnReverted({turnId, reverted, conflicts})`.
+    TURN_REVERTED = "turnReverted"
 
 
 #: Drone events that are numbered per turn (`{"turnId", "seq"}` as a trailing argument),
@@ -164,6 +201,9 @@ STREAM_EVENTS = frozenset(
         DroneEvent.AGENT_TOOL_CALL,
         DroneEvent.AGENT_TOOL_RESULT,
         DroneEvent.AGENT_COMPLETE,
+        DroneEvent.TOOL_APPROVAL,
+        DroneEvent.TURN_CHANGES,
+        DroneEvent.USAGE,
     }
 )
 
@@ -289,6 +329,107 @@ class ModelInfo(_Wire):
     error: Annotated[str, Field(max_length=2000)] | None = None
 
 
+Count = Annotated[int, Field(strict=True, ge=0, le=2**53)]
+
+
+class ToolApproval(_Wire):
+    """Drone→hub `toolApproval` payload: a tool call that waits for the person's answer.
+
+    `server` names the MCP server of an MCP tool; `agentId` is the `task` call's id when
+    a subagent made the call.
+    """
+
+    turnId: Id
+    callId: Id
+    name: Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+    parameters: Payload
+    server: Annotated[str, Field(max_length=MAX_ID)] | None = None
+    agentId: Id | None = None
+
+
+class PendingApproval(_Wire):
+    """A turn's `pendingApproval`: the call waiting for an answer, since `askedAt`."""
+
+    callId: str
+    name: str
+    parameters: str
+    server: str | None = None
+    agentId: str | None = None
+    askedAt: str
+
+
+class ApprovalRecord(_Wire):
+    """An answer as a tool call keeps it (`toolCalls[i].approval`): what, who, when."""
+
+    decision: ApprovalDecision
+    by: str
+    at: str
+
+
+class ApprovalAnswer(_Wire):
+    """IDE→hub `answerApproval(turnId, callId, decision)`."""
+
+    turnId: Id
+    callId: Id
+    decision: ApprovalDecision
+
+
+class FileChange(_Wire):
+    """One file a turn changed (`turnChanges`, turn JSON `changes`); `diff` is unified diff text."""
+
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    status: Literal["added", "modified", "deleted"]
+    additions: Count
+    deletions: Count
+    diff: Payload | None = None
+
+
+class TurnChangesArgs(_Wire):
+    """Drone→hub `turnChanges(turnId, changes)`."""
+
+    turnId: Id
+    changes: Annotated[list[FileChange], Field(max_length=100_000)]
+
+
+class Usage(_Wire):
+    """Drone→hub `usage` payload: one model call's tokens (null: not reported), time and cost.
+
+    `agentId` is the `task` call's id for a subagent's model call.
+    """
+
+    turnId: Id
+    model: Annotated[str, Field(max_length=MAX_ID)]
+    promptTokens: Count | None = None
+    completionTokens: Count | None = None
+    durationMs: Count = 0
+    cost: Annotated[float, Field(ge=0)] | None = None
+    agentId: Id | None = None
+
+
+class McpServerInfo(_Wire):
+    """One MCP server of a drone as it reports it at connect (`auth.mcp`)."""
+
+    name: Annotated[str, Field(max_length=MAX_ID)]
+    ok: StrictBool
+    error: Annotated[str, Field(max_length=4000)] | None = None
+    tools: Count = 0
+
+
+class RevertConflict(_Wire):
+    """A file a revert left alone, and why."""
+
+    path: str
+    reason: str
+
+
+class RevertOutcome(_Wire):
+    """What a drone did for `revertTurn`: the turn's state afterwards, files left and restored."""
+
+    reverted: StrictBool
+    conflicts: list[RevertConflict] = Field(default_factory=list)
+    restored: list[str] = Field(default_factory=list)
+
+
 class BlockOut(_Wire):
     """One block of a turn as JSON (content is text, or a tool call object for tool blocks)."""
 
@@ -306,10 +447,13 @@ class ToolCallOut(_Wire):
     parameters: str
     response: str
     subagent: dict[str, Any] | None = None
+    #: The person's answer, when the call waited for one.
+    approval: ApprovalRecord | None = None
 
     def tool_block_content(self) -> dict[str, Any]:
-        """The content of this call's tool block: callId, name, parameters, response(, subagent)."""
-        return self.model_dump(exclude_none=True)
+        """The content of this call's tool block: callId, name, parameters, response
+        (, subagent, approval)."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 class TurnOut(_Wire):
@@ -335,6 +479,15 @@ class TurnOut(_Wire):
     #: Live turns only: the stream so far of each subagent still running, by agentId,
     #: as `[event, payload]` pairs (a finished subagent's is in its tool call's `subagent.stream`).
     agentStreams: dict[str, list[Any]] | None = None
+    #: The tool call waiting for the person's answer, if one does.
+    pendingApproval: PendingApproval | None = None
+    #: The files the turn changed, as its drone reported them at its end.
+    changes: list[FileChange] | None = None
+    #: Present (true) only while the turn's changes are undone (`revertTurn`).
+    reverted: bool | None = None
+    #: Not on the wire: every answer of the turn by callId, with the call's name and
+    #: parameters (the hub's mirror of a resumed turn needs them; see hub/stream/approvals.py).
+    decisions: dict[str, dict[str, Any]] | None = Field(default=None, exclude=True)
 
     def wire(self) -> dict[str, Any]:
         """The JSON-ready dict with `_id` and without unset optional fields."""
@@ -405,5 +558,20 @@ def parse_mode(args: tuple[Any, ...] | list[Any], what: str) -> WorkspaceMode:
         raise ArgsError(f"{what}: expected one of {expected}")
     try:
         return WorkspaceMode(args[0])
+    except ValueError:
+        raise ArgsError(f"{what}: expected one of {expected}, got {args[0][:40]!r}") from None
+
+
+def parse_permission_mode(args: tuple[Any, ...] | list[Any], what: str) -> PermissionMode:
+    """The permission mode that is the only argument of `what`.
+
+    Raises:
+        ArgsError: not exactly one argument, or not one of the modes.
+    """
+    expected = ", ".join(repr(m.value) for m in PermissionMode)
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise ArgsError(f"{what}: expected one of {expected}")
+    try:
+        return PermissionMode(args[0])
     except ValueError:
         raise ArgsError(f"{what}: expected one of {expected}, got {args[0][:40]!r}") from None

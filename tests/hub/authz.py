@@ -76,6 +76,8 @@ class World:
     expired: str
     names: Iterator[int] = field(default_factory=lambda: iter(range(1_000_000)))
     barriers: int = 0
+    #: The callId of the tool call of Ann's turn that waits for her answer (with_approval).
+    asked: str | None = None
 
     def ann_ids(self) -> list[str]:
         """Ids of Ann's that must never show in another user's answers."""
@@ -100,6 +102,16 @@ class World:
         if self.turn_id is None:
             self.turn_id = await start_turn(self.ann.ide, self.ann.drone, "ann's prompt")
         return self.turn_id
+
+    async def with_approval(self) -> str:
+        """Ann's turn, with a tool call of it waiting for her answer."""
+        turn_id = await self.with_turn()
+        self.asked = f"call-ask-{next(self.names)}"
+        request = {"turnId": turn_id, "callId": self.asked, "name": "write_file",
+                   "parameters": '{"path": "a.py"}'}  # fmt: skip
+        await self.ann.drone.emit("toolApproval", request)
+        await self.ann.ide.log.wait_for("toolApproval", lambda a: a == (request,))
+        return turn_id
 
     async def idle(self) -> None:
         """Ann's drone has no turn (her drone completes the current one)."""

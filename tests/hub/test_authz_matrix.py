@@ -97,6 +97,8 @@ REST: dict[Route, RestRow] = {
         200, 404, missing="unknown chat session {chat_session_id}"
     ),
     ("GET", "/api/turns/{turn_id}"): RestRow(200, 404, missing="unknown turn {turn_id}"),
+    ("GET", "/api/settings"): RestRow(200, 200),
+    ("PATCH", "/api/settings"): RestRow(200, 200, body=lambda w: {"defaultPermissionMode": "ask"}),
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
@@ -185,8 +187,9 @@ class IdeRow:
     """One IDE event: the owner's arguments, what must be true first, and the outcomes."""
 
     args: Callable[[World], tuple[Any, ...]]
-    #: Ann's drone is streaming a turn, or idle, before every cell of the row.
-    state: Literal["turn", "idle"]
+    #: Ann's drone is streaming a turn (with a tool call waiting for her answer), or
+    #: idle, before every cell of the row.
+    state: Literal["turn", "approval", "idle"]
     #: Checks the owner's ack and its effect.
     accepted: Callable[[World, tuple[Any, ...]], Awaitable[None]]
     #: The reason another user's IDE (holding no lock) is refused with.
@@ -223,6 +226,33 @@ async def _cancel_sent(w: World, ack: tuple[Any, ...]) -> None:
     await received(w.ann.drone, 0, "cancelWorkOrder", w.turn_id)
 
 
+async def _mode_set(w: World, ack: tuple[Any, ...]) -> None:
+    assert ack == (True,), ack
+    await received(w.ann.drone, 0, "setPermissionMode", {"turnId": w.turn_id, "mode": "auto"})
+    await received(
+        w.ann.ide, 0, "permissionModeChanged", {"chatSession": w.ann.chat_id, "mode": "auto"}
+    )
+
+
+async def _answered(w: World, ack: tuple[Any, ...]) -> None:
+    assert ack == (True,), ack
+    decision = {"turnId": w.turn_id, "callId": w.asked, "decision": "allow"}
+    await received(w.ann.drone, 0, "approvalDecision", decision)
+    await received(w.ann.ide, 0, "approvalDecision", {**decision, "by": "ann"})
+
+
+async def _reverted(w: World, ack: tuple[Any, ...]) -> None:
+    assert ack == (True, {"reverted": True, "conflicts": [], "restored": []}), ack
+    await received(w.ann.drone, 0, "revertTurn", w.done_turn)
+    turn = await w.hub.get_turn(w.ann.token, w.done_turn)
+    assert turn["reverted"] is True
+
+
+async def _model_set(w: World, ack: tuple[Any, ...]) -> None:
+    assert ack == (True,), ack
+    await received(w.ann.ide, 0, "modelChanged", {"chatSession": w.ann.chat_id, "model": "m2"})
+
+
 def _refs(w: World) -> tuple[Any, ...]:
     ann = w.ann
     return ({"_id": ann.drone_id}, {"_id": ann.project_id}, {"_id": ann.chat_id})
@@ -249,6 +279,12 @@ IDE: dict[IdeEvent, IdeRow] = {
         _reached_drone("requestTermination"),
         lambda w: f"unknown drone {w.ann.drone_id}",
     ),
+    IdeEvent.SET_PERMISSION_MODE: IdeRow(lambda w: ("auto",), "turn", _mode_set, lambda w: NO_LOCK),
+    IdeEvent.ANSWER_APPROVAL: IdeRow(
+        lambda w: (w.turn_id, w.asked, "allow"), "approval", _answered, lambda w: NO_LOCK
+    ),
+    IdeEvent.REVERT_TURN: IdeRow(lambda w: (w.done_turn,), "idle", _reverted, lambda w: NO_LOCK),
+    IdeEvent.SET_MODEL: IdeRow(lambda w: ("m2",), "idle", _model_set, lambda w: NO_LOCK),
 }
 
 IdeCaller = Literal["none", "expired", "drone", "other", "owner"]
@@ -272,8 +308,9 @@ async def ide_cell(w: World, event: IdeEvent, row: IdeRow, caller: IdeCaller) ->
 async def test_ide_event_matrix(world: World, subtests: pytest.Subtests) -> None:
     assert set(IDE) == set(IdeEvent), "see test_every_route_and_event_has_a_row"
     callers: list[IdeCaller] = ["none", "expired", "drone", "other", "owner"]
+    states = {"turn": world.with_turn, "approval": world.with_approval, "idle": world.idle}
     for event, row in IDE.items():
-        await (world.with_turn() if row.state == "turn" else world.idle())
+        await states[row.state]()
         for caller in callers:
             with subtests.test(event=event.value, caller=caller):
                 await ide_cell(world, event, row, caller)
@@ -350,6 +387,33 @@ DRONE: dict[DroneEvent, DroneRow] = {
         _one({"agentId": "call-1", "tool": "search", "result": "found"})
     ),
     DroneEvent.AGENT_COMPLETE: DroneRow(_one({"agentId": "call-1", "response": "done"})),
+    DroneEvent.TOOL_APPROVAL: DroneRow(
+        lambda w: (
+            {
+                "turnId": _current(w),
+                "callId": "call-2",
+                "name": "run_command",
+                "parameters": '{"command": "ls"}',
+            },
+        )
+    ),
+    DroneEvent.TURN_CHANGES: DroneRow(
+        lambda w: (
+            _current(w),
+            [{"path": "a.py", "status": "modified", "additions": 1, "deletions": 1}],
+        )
+    ),
+    DroneEvent.USAGE: DroneRow(
+        lambda w: (
+            {
+                "turnId": _current(w),
+                "model": "m",
+                "promptTokens": 5,
+                "completionTokens": 2,
+                "durationMs": 40,
+            },
+        )
+    ),
 }
 
 DroneCaller = Literal["none", "ide token", "expired", "ide", "other", "owner"]

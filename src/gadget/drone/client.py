@@ -14,9 +14,11 @@ from typing import Any
 import socketio
 
 from gadget.config import DroneSettings
+from gadget.drone.agent.mcp import McpServers
 from gadget.drone.agent.model import OpenAIModel
 from gadget.drone.agent.tools.groups import CommandGroups
 from gadget.drone.agent.workspace import Workspace
+from gadget.drone.checkpoints import Checkpoints
 from gadget.drone.events import LogForwarder
 from gadget.drone.exceptions import DroneError
 from gadget.drone.outbox import Outbox
@@ -61,6 +63,10 @@ class Drone:
         #: This process, as the hub tells two processes with one drone id apart.
         self.instance = uuid.uuid4().hex
         self.model = OpenAIModel(settings)
+        #: The workspace's checkpoints (one instance: it serializes turns and reverts).
+        self.checkpoints = Checkpoints(self.workspace.root)
+        #: The MCP servers, started once per process (in :meth:`run`).
+        self.mcp = McpServers(settings)
         self.runner: TurnRunner | None = None
         self.forwarder = LogForwarder(self.outbox)
         self._stopping = asyncio.Event()
@@ -87,6 +93,10 @@ class Drone:
             drone_logger.setLevel(logging.INFO)  # the IDE gets the drone's info records
         drone_logger.addHandler(self.forwarder)
         await asyncio.to_thread(CommandGroups(self.workspace.root).reap, self.settings.kill_grace_s)
+        if self.settings.mcp_config is not None:
+            # stdio servers run confined like the agent's commands
+            self.mcp.sandbox = await Sandbox.detect(self.settings)
+            await self.mcp.start()
         self._spawn(self.outbox.run(), "outbox")
         connection = self._spawn(self._stay_connected(), "connection")
         logger.info("drone %s serving workspace %s", self.settings.drone_id, self.workspace.root)
@@ -99,6 +109,7 @@ class Drone:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.mcp.close()
             await self.model.close()
         return self.exit_code
 
@@ -162,6 +173,7 @@ class Drone:
         if not model["reachable"]:
             logger.warning("%s", model["error"])
         sandbox = await Sandbox.detect(self.settings)
+        listing = await self.model.list_models() if model["reachable"] else None
         held = self.outbox.holding()
         crashed = await self._crashed_order()
         await self.sio.connect(
@@ -175,6 +187,8 @@ class Drone:
                 "model": model,
                 "sandbox": sandbox.kind,
                 "sandboxNetwork": sandbox.network,
+                "models": listing.models if listing is not None and not listing.error else None,
+                "mcp": self.mcp.status(),
                 # What this process runs (or still holds events of): the hub never guesses.
                 "running": {"turnId": held[0], "seq": held[1]} if held else None,
                 "recovering": crashed.turn_id if crashed is not None else None,

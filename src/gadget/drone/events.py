@@ -23,9 +23,10 @@ logger = logging.getLogger(__name__)
 class TurnEvents:
     """The turn's agent: thinking / response / toolCall, plus agent:complete after a task."""
 
-    def __init__(self, outbox: Outbox) -> None:
-        """Send through `outbox`."""
+    def __init__(self, outbox: Outbox, turn_id: str) -> None:
+        """Send through `outbox`, for turn `turn_id`."""
         self.outbox = outbox
+        self.turn_id = turn_id
 
     def thinking(self, text: str) -> None:
         """Reasoning delta → `thinking`."""
@@ -59,21 +60,22 @@ class TurnEvents:
             self.outbox.emit(DroneEvent.AGENT_COMPLETE, done.model_dump(exclude_none=True))
 
     def usage(self, report: UsageReport) -> None:
-        """One model call's usage: logged (the agent keeps the turn's totals)."""
-        logger.debug("model call: %s", report.to_json())
+        """One model call's usage → `usage {turnId, model, promptTokens, ...}`."""
+        self.outbox.emit(DroneEvent.USAGE, {"turnId": self.turn_id, **report.to_json()})
 
     def child(self, agent_id: str) -> AgentEvents:
         """A subagent's events, tagged with the `task` call's id."""
-        return SubagentEvents(self.outbox, agent_id)
+        return SubagentEvents(self.outbox, agent_id, self.turn_id)
 
 
 class SubagentEvents:
     """A subagent's stream as `agent:*` events with `agentId` = the parent's tool call id."""
 
-    def __init__(self, outbox: Outbox, agent_id: str) -> None:
-        """Send through `outbox` under `agent_id`."""
+    def __init__(self, outbox: Outbox, agent_id: str, turn_id: str) -> None:
+        """Send through `outbox` under `agent_id`, for turn `turn_id`."""
         self.outbox = outbox
         self.agent_id = agent_id
+        self.turn_id = turn_id
 
     def thinking(self, text: str) -> None:
         """→ `agent:thinking {agentId, thinking}`."""
@@ -104,8 +106,9 @@ class SubagentEvents:
         self.outbox.emit(DroneEvent.AGENT_TOOL_RESULT, done.model_dump())
 
     def usage(self, report: UsageReport) -> None:
-        """One of the subagent's model calls: logged (its totals go into the turn's)."""
-        logger.debug("subagent %s model call: %s", self.agent_id, report.to_json())
+        """One of the subagent's model calls → `usage` with its `agentId` (it counts for the turn)."""
+        payload = {"turnId": self.turn_id, **report.to_json(), "agentId": self.agent_id}
+        self.outbox.emit(DroneEvent.USAGE, payload)
 
     def child(self, agent_id: str) -> AgentEvents:
         """Subagents start no subagents; their events would be their parent's."""

@@ -10,16 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from gadget.drone.exceptions import WorkOrderError
+from pydantic import Field
+
+from gadget.drone.exceptions import CheckpointError, WorkOrderError
 from gadget.drone.turn import TurnRunner
 from gadget.drone.workorder import WorkOrder
 from gadget.protocol import (
+    MAX_ID,
+    ApprovalDecision,
     CrashRecoveryResponse,
     DroneEvent,
     ErrorCode,
     HubEvent,
+    PermissionMode,
     Ref,
     TurnOut,
     WorkspaceMode,
@@ -36,6 +41,8 @@ logger = logging.getLogger(__name__)
 EXIT_REPLACED = 3
 #: Seconds before events the full hub did not take are sent again.
 FULL_RETRY_S = 1.0
+#: Seconds a revert waits for a turn that has sent its end to finish winding down.
+STOP_GRACE_S = 5.0
 
 
 class HubRequests:
@@ -55,6 +62,9 @@ class HubRequests:
             HubEvent.REQUEST_TERMINATION: self.on_request_termination,
             HubEvent.STREAM_ACK: self.on_stream_ack,
             HubEvent.ERROR: self.on_error,
+            HubEvent.SET_PERMISSION_MODE: self.on_set_permission_mode,
+            HubEvent.APPROVAL_DECISION: self.on_approval_decision,
+            HubEvent.REVERT_TURN: self.on_revert_turn,
         }
 
     async def on_process_work_order(
@@ -64,8 +74,9 @@ class HubRequests:
         drone = self.drone
         if drone.stopping:
             return False, "the drone is shutting down"
-        if drone.runner is not None:
-            return False, f"the drone is busy with turn {drone.runner.order.turn_id}"
+        runner = await self._winding_down()
+        if runner is not None:
+            return False, f"the drone is busy with turn {runner.order.turn_id}"
         if drone.mode == WorkspaceMode.USER:
             return False, "the workspace is in user mode; set it back to idle first"
         try:
@@ -127,6 +138,71 @@ class HubRequests:
         runner.cancel("cancelled")
         return True
 
+    async def _winding_down(self) -> TurnRunner | None:
+        """The running turn, after waiting for one that has sent its end to finish.
+
+        (The hub may store a turn's end and send the next request before the drone has
+        heard that the end is stored.)
+        """
+        runner = self.drone.runner
+        if runner is not None and runner.completed:
+            await asyncio.wait({runner.task}, timeout=STOP_GRACE_S)
+            runner = self.drone.runner
+        return runner
+
+    def _runner_of(self, payload: Any) -> TurnRunner | None:
+        """The running turn a `{"turnId", ...}` payload is about, if it runs here."""
+        runner = self.drone.runner
+        if runner is None or not isinstance(payload, dict):
+            return None
+        return runner if payload.get("turnId") == runner.order.turn_id else None
+
+    async def on_set_permission_mode(self, payload: Any = None) -> bool:
+        """The running turn's permission mode changed (calls waiting are decided by it)."""
+        runner = self._runner_of(payload)
+        try:
+            mode = PermissionMode(payload.get("mode")) if runner is not None else None
+        except ValueError:
+            mode = None
+        if runner is None or mode is None:
+            logger.info("setPermissionMode %r: no such running turn, or no such mode", payload)
+            return False
+        runner.set_permission_mode(mode)
+        return True
+
+    async def on_approval_decision(self, payload: Any = None) -> bool:
+        """The person's answer to a tool call the running turn waits on."""
+        runner = self._runner_of(payload)
+        call_id = payload.get("callId") if isinstance(payload, dict) else None
+        decision = payload.get("decision") if isinstance(payload, dict) else None
+        if runner is None or not isinstance(call_id, str) or not isinstance(decision, str):
+            logger.info("approvalDecision %r: no such running turn", payload)
+            return False
+        if decision not in {d.value for d in ApprovalDecision}:
+            logger.warning("approvalDecision with an unknown decision %r", decision[:40])
+        return runner.asker.decide(call_id, decision)
+
+    async def on_revert_turn(self, turn_id: Any = None) -> tuple[bool, Any]:
+        """Undo (or re-apply) a finished turn's changes: `(True, {reverted, conflicts, restored})`."""
+        if not isinstance(turn_id, str) or not turn_id:
+            return False, "expected a turnId"
+        runner = await self._winding_down()
+        if runner is not None:
+            return False, f"turn {runner.order.turn_id} is running: wait for it to end"
+        try:
+            result = await self.drone.checkpoints.revert(turn_id)
+        except CheckpointError as exc:
+            return False, str(exc)
+        logger.info(
+            "turn %s %s: %d files restored, %d conflicts",
+            turn_id,
+            "reverted" if result.reverted else "re-applied",
+            len(result.restored),
+            len(result.conflicts),
+        )
+        outcome = result.to_json()
+        return True, {k: outcome[k] for k in ("reverted", "conflicts", "restored")}
+
     async def on_request_termination(self, *_: Any) -> bool:
         """Stop the drone (exit 0)."""
         logger.info("termination requested by the hub")
@@ -158,18 +234,27 @@ class HubRequests:
         logger.warning("the hub refused %s: %s", payload.get("event"), message)
 
 
+class _ChatSession(Ref):
+    """The chatSession object of a work order: its mode and model (absent: a reference hub)."""
+
+    permissionMode: PermissionMode = PermissionMode.AUTO
+    model: Annotated[str, Field(min_length=1, max_length=MAX_ID)] | None = None
+
+
 def work_order(registration: Any, project: Any, chat_session: Any, turn: Any) -> WorkOrder:
     """Validate processWorkOrder's arguments into a work order."""
     try:
         Ref.model_validate(registration)
         project_ref = Ref.model_validate(project)
-        chat_ref = Ref.model_validate(chat_session)
+        chat = _ChatSession.model_validate(chat_session)
         turn_out = TurnOut.model_validate(turn)
     except ValueError as exc:
         raise WorkOrderError(f"malformed work order: {exc}") from None
     return WorkOrder(
         workspace_id=project_ref.id,
         turn_id=turn_out.id,
-        chat_session_id=chat_ref.id,
+        chat_session_id=chat.id,
         turn=dict(turn),
+        permission_mode=chat.permissionMode,
+        model=chat.model,
     )

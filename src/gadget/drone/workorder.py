@@ -10,6 +10,7 @@ from typing import Any
 
 from gadget.drone.exceptions import WorkOrderError
 from gadget.drone.fsio import fsync_dir, gadget_dir, write_atomic
+from gadget.protocol import PermissionMode
 
 __all__ = ["WorkOrder", "WorkOrderCache"]
 
@@ -18,12 +19,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkOrder:
-    """One accepted work order: which turn of which chat session, in which workspace."""
+    """One accepted work order: which turn of which chat session, in which workspace.
+
+    `permission_mode` and `model` come from the work order's chat session (a hub that
+    sends no mode cannot answer approvals: its turns run in "auto"); the cache file keeps
+    only what crash recovery needs (a retried order comes from the hub again).
+    """
 
     workspace_id: str
     turn_id: str
     chat_session_id: str
     turn: dict[str, Any]
+    permission_mode: PermissionMode = PermissionMode.AUTO
+    model: str | None = None
 
     @property
     def prompt(self) -> str:

@@ -19,8 +19,13 @@ from fastapi.staticfiles import StaticFiles
 from gadget.config import Settings
 from gadget.hub import fastjson
 from gadget.hub.api import auth, chats, deps, drones, errors, projects
+from gadget.hub.api import settings as prefs
+from gadget.hub.approvals import Approvals
 from gadget.hub.auth import Auth
 from gadget.hub.bus import Bus
+from gadget.hub.changes import Changes
+from gadget.hub.control import AgentControl
+from gadget.hub.controls import Controls
 from gadget.hub.core import Core
 from gadget.hub.limits import login_throttle
 from gadget.hub.logs import install_frame_filter
@@ -65,6 +70,7 @@ class Hub:
     turns: WorkOrders
     sessions: Sessions
     recovery: Recovery
+    control: AgentControl
     ready: bool = False
 
     async def start(self) -> None:
@@ -137,8 +143,9 @@ def build_hub(settings: Settings) -> Hub:
     bus, tasks = Bus(sio, settings.ide_queue_max), Tasks()
     core = Core(settings, store, drones, ides, writer, bus, tasks)
     turns = WorkOrders(core)
-    sessions = Sessions(core, turns)
-    recovery = Recovery(core, turns, sessions)
+    control = AgentControl(Approvals(core), Controls(core), Changes(core))
+    sessions = Sessions(core, turns, control.controls)
+    recovery = Recovery(core, turns, sessions, control.approvals)
     writer.on_commit(Acks(drones, recorder, bus).committed)
     sweeper = Sweeper(
         store,
@@ -150,8 +157,10 @@ def build_hub(settings: Settings) -> Hub:
     )
     ConnectHandlers(sio, authn, store, drones, ides, bus, sessions, recovery).install()
     Dispatcher(sio, drones, ides, bus).install(
-        ide=IdeHandlers(ides, sessions, turns).table(),
-        drone=DroneHandlers(drones, writer, bus, turns, recovery, settings.flush_bytes).table(),
+        ide=IdeHandlers(ides, sessions, turns, control).table(),
+        drone=DroneHandlers(
+            drones, writer, bus, turns, recovery, control.approvals, settings.flush_bytes
+        ).table(),
     )
     users = Users(store, authn, login_throttle(settings))
     return Hub(
@@ -169,6 +178,7 @@ def build_hub(settings: Settings) -> Hub:
         turns,
         sessions,
         recovery,
+        control,
     )
 
 
@@ -190,7 +200,7 @@ def build_api(hub: Hub) -> FastAPI:
     api = FastAPI(title="Gadget Code hub", lifespan=lifespan)
     api.state.hub = hub
     errors.install(api)
-    for module in (auth, projects, drones, chats):
+    for module in (auth, projects, drones, chats, prefs):
         api.include_router(module.router)
 
     @api.get("/healthz", include_in_schema=False)

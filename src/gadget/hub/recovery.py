@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 
+from gadget.hub.approvals import Approvals
 from gadget.hub.bus import drone_room
 from gadget.hub.core import Core, Service
 from gadget.hub.sessions import Sessions
@@ -41,10 +42,13 @@ logger = logging.getLogger(__name__)
 class Recovery(Service):
     """Decides what happens to turns whose drone crashed, vanished or outlived the hub."""
 
-    def __init__(self, core: Core, turns: WorkOrders, sessions: Sessions) -> None:
+    def __init__(
+        self, core: Core, turns: WorkOrders, sessions: Sessions, approvals: Approvals
+    ) -> None:
         super().__init__(core)
         self._turns = turns
         self._sessions = sessions
+        self._approvals = approvals
 
     # -- drones coming and going -----------------------------------------------
     async def drone_connected(self, taken: Taken) -> None:
@@ -56,8 +60,11 @@ class Recovery(Service):
             await self._stale(state, *running)
         if current is not None:
             if running is not None and running[0] == current:
-                if await self._drones.adopt(state, current) is None and state.live is None:
+                live = await self._drones.adopt(state, current)
+                if live is None and state.live is None:
                     await self._stale(state, *running)
+                elif live is not None:
+                    await self._approvals.resume(state, live)
             elif lease.retry_at is not None:
                 pass  # a retry is due: the sweep sends the work order again
             elif hello.recovering == current or not hello.says_running:

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from gadget.hub.bus import drone_room, session_room
+from gadget.hub.controls import Controls
 from gadget.hub.core import Core, Service
 from gadget.hub.exceptions import NotFound, Refused
 from gadget.hub.state.ides import IdeLink
@@ -21,9 +22,10 @@ logger = logging.getLogger(__name__)
 class Sessions(Service):
     """Who holds which drone, for which chat session; what an IDE may ask of it."""
 
-    def __init__(self, core: Core, turns: WorkOrders) -> None:
+    def __init__(self, core: Core, turns: WorkOrders, controls: Controls) -> None:
         super().__init__(core)
         self._turns = turns
+        self._controls = controls
 
     async def lock(
         self, ide: IdeLink, drone_id: str, project_id: str, chat_session_id: str | None
@@ -37,8 +39,18 @@ class Sessions(Service):
         if project is None or project.owner_id != ide.user_id:
             raise NotFound(f"unknown project {project_id}")
         chat = await self._chat_session(ide, project_id, chat_session_id)
+        mode = "ask"
+        if chat is None:
+            user = await self._store.get_user(ide.user_id)
+            mode = (
+                self._controls.default_mode(user)
+                if user
+                else self._settings.default_permission_mode
+            ).value
         try:
-            chat, lease, before = await self._drones.lock(drone_id, ide.user_id, chat, project_id)
+            chat, lease, before = await self._drones.lock(
+                drone_id, ide.user_id, chat, project_id, mode
+            )
         except Refused as exc:
             raise Refused(f"drone {drone.name}: {exc}") from None
         if before is not None and before.chat_session_id not in (None, chat.id):

@@ -44,4 +44,6 @@ def chat_session_json(chat_session: ChatSession) -> dict[str, Any]:
         "drone": chat_session.drone_id,
         "title": chat_session.title,
         "createdAt": chat_session.created_at.isoformat(),
+        "permissionMode": chat_session.permission_mode,
+        "model": chat_session.model,
     }

@@ -24,10 +24,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, Text, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Table, Text, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gadget.protocol import BlockMode, ToolCallOut, TurnStatus
+from gadget.store import approvals
 from gadget.store.tables import (
     ChatTurn,
     DroneLease,
@@ -83,6 +84,8 @@ class InsertToolCall:
     attempt: int
     created_at: datetime
     call: ToolCallOut
+    #: The call is the one the turn's pending approval asked about: it is no longer pending.
+    clears_pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,43 @@ class InsertAgentEvent:
 
 
 @dataclass(frozen=True)
+class AskApproval:
+    """A tool call waits for the person: the turn's pending approval (a PendingApproval)."""
+
+    seq: int
+    pending: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReuseAnswer:
+    """A retried attempt asked again for a call already answered: the answer is its too."""
+
+    seq: int
+    call_id: str
+    record: dict[str, Any]
+    old_call_id: str
+
+
+@dataclass(frozen=True)
+class AddUsage:
+    """One model call's usage added to the turn's sums."""
+
+    seq: int
+    prompt_tokens: int
+    completion_tokens: int
+    duration_ms: int
+    cost: float | None
+
+
+@dataclass(frozen=True)
+class SetChanges:
+    """The files the turn changed (a JSON list of protocol.FileChange)."""
+
+    seq: int
+    changes: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class EndTurn:
     """The turn's final status; its drone's lease no longer has a current turn."""
 
@@ -115,7 +155,18 @@ class EndTurn:
     cancelled: bool = False
 
 
-TurnOp = InsertBlock | AppendBlock | InsertToolCall | CompleteToolCall | InsertAgentEvent | EndTurn
+TurnOp = (
+    InsertBlock
+    | AppendBlock
+    | InsertToolCall
+    | CompleteToolCall
+    | InsertAgentEvent
+    | EndTurn
+    | AskApproval
+    | ReuseAnswer
+    | AddUsage
+    | SetChanges
+)
 
 
 class Outcome(StrEnum):
@@ -150,8 +201,10 @@ def _op_size(op: TurnOp) -> int:
         return len(op.content) + 128
     if isinstance(op, InsertToolCall):
         return len(op.call.parameters) + len(op.call.response) + 256
-    if isinstance(op, InsertAgentEvent | CompleteToolCall):
+    if isinstance(op, InsertAgentEvent | CompleteToolCall | AskApproval | ReuseAnswer):
         return 512
+    if isinstance(op, SetChanges):
+        return 256 + sum(len(c.get("diff") or "") + 128 for c in op.changes)
     return 128
 
 
@@ -247,6 +300,38 @@ async def _apply_one(session: AsyncSession, w: TurnWrite, op: TurnOp) -> None:
         )
     elif isinstance(op, EndTurn):
         await _end_turn(session, w, op)
+    else:
+        await _apply_control(session, w.turn_id, op)
+
+
+async def _apply_control(session: AsyncSession, turn_id: str, op: TurnOp) -> None:
+    """Approvals, usage and changes: updates of the turn's own row."""
+    turn = _turns.c.id == turn_id
+    if isinstance(op, AskApproval):
+        pending = json.dumps(op.pending, ensure_ascii=False)
+        values: dict[str, Any] = {
+            "pending_approval": pending,
+            "pending_call_id": op.pending["callId"],
+        }
+        await session.execute(update(_turns).where(turn).values(**values))
+    elif isinstance(op, ReuseAnswer):
+        await approvals.merge(
+            session, turn_id, {op.call_id: op.record}, op.old_call_id, lock_row=False
+        )
+    elif isinstance(op, AddUsage):
+        c = _turns.c
+        values = {
+            "prompt_tokens": c.prompt_tokens + op.prompt_tokens,
+            "completion_tokens": c.completion_tokens + op.completion_tokens,
+            "model_calls": c.model_calls + 1,
+            "model_ms": c.model_ms + op.duration_ms,
+        }
+        if op.cost is not None:
+            values["cost"] = func.coalesce(c.cost, 0.0) + op.cost
+        await session.execute(update(_turns).where(turn).values(**values))
+    elif isinstance(op, SetChanges):
+        changes = json.dumps(op.changes, ensure_ascii=False)
+        await session.execute(update(_turns).where(turn).values(changes=changes))
 
 
 async def _insert_tool_call(session: AsyncSession, turn_id: str, op: InsertToolCall) -> None:
@@ -272,6 +357,12 @@ async def _insert_tool_call(session: AsyncSession, turn_id: str, op: InsertToolC
             tool_call_id=call_row.scalar_one(),
         )
     )
+    if op.clears_pending:
+        await session.execute(
+            update(_turns)
+            .where(_turns.c.id == turn_id, _turns.c.pending_call_id == op.call.callId)
+            .values(pending_approval=None, pending_call_id=None)
+        )
 
 
 async def _complete_tool_call(session: AsyncSession, turn_id: str, op: CompleteToolCall) -> None:
@@ -299,6 +390,8 @@ async def _end_turn(session: AsyncSession, w: TurnWrite, op: EndTurn) -> None:
             status=op.status.value,
             error_message=op.error,
             cancelled=op.cancelled,
+            pending_approval=None,
+            pending_call_id=None,
             updated_at=utcnow(),
         )
     )

@@ -312,7 +312,14 @@ async def end_turn(
     result = await session.execute(
         update(_turns)
         .where(_turns.c.id == turn_id, _turns.c.status == TurnStatus.PROCESSING.value)
-        .values(status=status.value, error_message=error, cancelled=cancelled, updated_at=utcnow())
+        .values(
+            status=status.value,
+            error_message=error,
+            cancelled=cancelled,
+            pending_approval=None,
+            pending_call_id=None,
+            updated_at=utcnow(),
+        )
     )
     if drone_id is not None:
         await session.execute(

@@ -10,8 +10,16 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gadget.protocol import BlockMode, BlockOut, ToolCallOut, TurnOut, TurnStatus
-from gadget.store import batch
+from gadget.protocol import (
+    ApprovalRecord,
+    BlockMode,
+    BlockOut,
+    PermissionMode,
+    ToolCallOut,
+    TurnOut,
+    TurnStatus,
+)
+from gadget.store import approvals, batch
 from gadget.store.tables import (
     ChatSession,
     ChatTurn,
@@ -187,6 +195,53 @@ class Store:
             stmt = stmt.where(ChatSession.project_id == project_id)
         return await self._all(stmt.order_by(ChatSession.created_at.desc()))
 
+    async def set_permission_mode(self, chat_session_id: str, mode: PermissionMode) -> None:
+        """Store a chat session's permission mode."""
+        await self._execute(
+            update(ChatSession)
+            .where(ChatSession.id == chat_session_id)
+            .values(permission_mode=mode.value)
+        )
+
+    async def set_model(self, chat_session_id: str, model: str | None) -> None:
+        """Store the model a chat session's turns ask for (None: the drone's default)."""
+        await self._execute(
+            update(ChatSession).where(ChatSession.id == chat_session_id).values(model=model)
+        )
+
+    async def set_default_permission_mode(self, user_id: str, mode: PermissionMode) -> None:
+        """The permission mode of the user's new chat sessions."""
+        await self._execute(
+            update(User).where(User.id == user_id).values(default_permission_mode=mode.value)
+        )
+
+    async def session_usage(self, chat_session_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Each chat session's usage summed over its turns: tokens, model calls, cost."""
+        t = ChatTurn
+        stmt = (
+            select(
+                t.chat_session_id,
+                func.coalesce(func.sum(t.prompt_tokens), 0),
+                func.coalesce(func.sum(t.completion_tokens), 0),
+                func.coalesce(func.sum(t.model_calls), 0),
+                func.sum(t.cost),
+            )
+            .where(t.chat_session_id.in_(chat_session_ids))
+            .group_by(t.chat_session_id)
+        )
+        async with self._session() as s:
+            rows = (await s.execute(stmt)).all() if chat_session_ids else []
+        out = {c: usage_json(0, 0, 0, None) for c in chat_session_ids}
+        for chat, prompt, completion, calls, cost in rows:
+            out[chat] = usage_json(int(prompt), int(completion), int(calls), cost)
+        return out
+
+    async def set_reverted(self, turn_id: str, reverted: bool) -> None:
+        """Whether the turn's changes are undone now."""
+        await self._execute(
+            update(ChatTurn).where(ChatTurn.id == turn_id).values(reverted=reverted)
+        )
+
     # -- turns -----------------------------------------------------------------
     async def get_turn(self, turn_id: str) -> ChatTurn | None:
         """The turn row (without blocks), if any."""
@@ -255,14 +310,44 @@ class Store:
             return await batch.apply_writes(s, writes, node, lock_rows=self.lock_rows)
 
 
-def _tool_out(call: ToolCall) -> ToolCallOut:
+def _tool_out(call: ToolCall, answers: dict[str, dict[str, Any]]) -> ToolCallOut:
+    answer = answers.get(call.call_id)
     return ToolCallOut(
         callId=call.call_id,
         name=call.name,
         parameters=call.parameters,
         response=call.response,
         subagent=json.loads(call.subagent) if call.subagent else None,
+        approval=ApprovalRecord.model_validate(answer) if answer else None,
     )
+
+
+def turn_stats(turn: ChatTurn, tool_calls: int, blocks: int) -> dict[str, Any]:
+    """A stored turn's `stats`: its counts and, once its drone reported model calls, their
+    usage (cost when priced)."""
+    stats: dict[str, Any] = {"toolCallCount": tool_calls, "blockCount": blocks}
+    if turn.model_calls:
+        stats.update(
+            promptTokens=turn.prompt_tokens,
+            completionTokens=turn.completion_tokens,
+            modelCalls=turn.model_calls,
+            durationMs=turn.model_ms,
+        )
+    if turn.cost is not None:
+        stats["cost"] = round(turn.cost, 6)
+    return stats
+
+
+def usage_json(prompt: int, completion: int, calls: int, cost: float | None) -> dict[str, Any]:
+    """A chat session's `usage`: `{"promptTokens", "completionTokens", "modelCalls", "cost"?}`."""
+    out: dict[str, Any] = {
+        "promptTokens": prompt,
+        "completionTokens": completion,
+        "modelCalls": calls,
+    }
+    if cost is not None:
+        out["cost"] = round(float(cost), 6)
+    return out
 
 
 def agent_streams(rows: Sequence[TurnAgentEvent]) -> dict[str, list[Any]]:
@@ -294,7 +379,8 @@ def _turn_out(
     calls: Sequence[ToolCall],
     agents: Sequence[TurnAgentEvent] = (),
 ) -> TurnOut:
-    tools = {c.id: _tool_out(c) for c in calls if c.turn_id == turn.id}
+    answers = approvals.decisions(turn.approvals)
+    tools = {c.id: _tool_out(c, answers) for c in calls if c.turn_id == turn.id}
     out_blocks = []
     for b in blocks:
         if b.turn_id != turn.id:
@@ -322,6 +408,10 @@ def _turn_out(
         updatedAt=turn.updated_at,
         blocks=out_blocks,
         toolCalls=tool_list,
-        stats={"toolCallCount": len(tool_list), "blockCount": len(out_blocks)},
+        stats=turn_stats(turn, len(tool_list), len(out_blocks)),
         agentStreams=agent_streams([a for a in agents if a.turn_id == turn.id]) or None,
+        pendingApproval=json.loads(turn.pending_approval) if turn.pending_approval else None,
+        changes=json.loads(turn.changes) if turn.changes is not None else None,
+        reverted=True if turn.reverted else None,
+        decisions=answers or None,
     )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -63,6 +64,8 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(Stamp, default=utcnow)
+    #: The permission mode of the user's new chat sessions (None: the hub's default).
+    default_permission_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class Project(Base):
@@ -101,6 +104,10 @@ class ChatSession(Base):
     )
     title: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(Stamp, default=utcnow)
+    #: Which tool calls run unasked (protocol.PermissionMode).
+    permission_mode: Mapped[str] = mapped_column(String(16), default="ask")
+    #: The model its turns ask for (None: the drone's default).
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     __table_args__ = (Index("ix_chat_sessions_project", "project_id", "created_at"),)
 
@@ -125,6 +132,22 @@ class ChatTurn(Base):
     applied_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(Stamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Stamp, default=utcnow)
+    #: The tool call waiting for the person (protocol.PendingApproval as JSON), and its
+    #: callId apart, so that the first answer wins by a conditional UPDATE.
+    pending_approval: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pending_call_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: Every answer of the turn: JSON {callId: {decision, by, at, name, parameters}}.
+    approvals: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The files the turn changed (a JSON list of protocol.FileChange), from its drone.
+    changes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Its changes are undone now (revertTurn).
+    reverted: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Sums over the turn's model calls (usage events); cost only when prices are set.
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    model_calls: Mapped[int] = mapped_column(Integer, default=0)
+    model_ms: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (Index("ix_chat_turns_session", "chat_session_id", "created_at"),)
 

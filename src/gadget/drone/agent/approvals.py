@@ -45,15 +45,19 @@ class ApprovalRequest:
     name: str
     parameters: str
     agent_id: str | None = None
+    #: The MCP server of an MCP tool.
+    server: str | None = None
 
     def to_json(self) -> dict[str, str]:
-        """The wire payload (`agentId` only for a subagent's call)."""
+        """The wire payload (`server` only for an MCP tool, `agentId` for a subagent's call)."""
         out = {
             "turnId": self.turn_id,
             "callId": self.call_id,
             "name": self.name,
             "parameters": self.parameters,
         }
+        if self.server is not None:
+            out["server"] = self.server
         if self.agent_id is not None:
             out["agentId"] = self.agent_id
         return out
@@ -153,7 +157,9 @@ class PermissionGate:
                 return _refusal(
                     call.name, "it needs the person's approval, but no IDE can be asked"
                 )
-            request = ApprovalRequest(self.turn_id, call.id, call.name, params, agent_id)
+            request = ApprovalRequest(
+                self.turn_id, call.id, call.name, params, agent_id, tool.server
+            )
             try:
                 answer = await self._answer(request, self.asker)
             except _NoAnswer:

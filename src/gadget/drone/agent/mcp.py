@@ -277,6 +277,7 @@ def _as_tool(server: _Server, listed: mcp_types.Tool) -> Tool:
         run,
         read_only=read_only,
         schema=schema,
+        server=server.name,
     )
 
 

@@ -19,8 +19,11 @@ router = APIRouter(prefix="/api", tags=["chat"], max_body_size=MAX_BODY, depende
 async def list_chat_sessions(
     user: UserDep, hub: HubDep, project: QueryId = None
 ) -> list[dict[str, Any]]:
-    """The user's chat sessions (of one project when `?project=ID`), newest first."""
-    return [chat_session_json(c) for c in await hub.store.list_chat_sessions(user.id, project)]
+    """The user's chat sessions (of one project when `?project=ID`), newest first, each with
+    its model usage summed over its turns."""
+    chats = await hub.store.list_chat_sessions(user.id, project)
+    usage = await hub.store.session_usage([c.id for c in chats])
+    return [{**chat_session_json(c), "usage": usage[c.id]} for c in chats]
 
 
 @router.get(

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from gadget.protocol import MAX_ID, ModelInfo, WorkspaceMode
+from gadget.protocol import MAX_ID, McpServerInfo, ModelInfo, PermissionMode, WorkspaceMode
 
 #: Largest request body (bytes) any route accepts: the biggest, a project, is ~10 KiB.
 MAX_BODY = 64 * 1024
@@ -101,6 +101,19 @@ class DroneOut(RegistrationOut):
     sandbox: Literal["bwrap", "none"] | None = None
     #: Another process with this drone's id replaced it: {"hostname", "pid", "at"}.
     conflict: dict[str, Any] | None = None
+    #: The model names the drone's endpoint lists (null: unknown).
+    models: list[str] | None = None
+    #: The drone's MCP servers: each one's name, whether it runs, its error, its tool count.
+    mcp: list[McpServerInfo] | None = None
+
+
+class SessionUsage(_Out):
+    """A chat session's model usage, summed over its turns (cost only when priced)."""
+
+    promptTokens: int
+    completionTokens: int
+    modelCalls: int
+    cost: float | None = None
 
 
 class ChatSessionOut(_Out):
@@ -112,6 +125,18 @@ class ChatSessionOut(_Out):
     drone: str | None
     title: str
     createdAt: Stamp
+    #: Which tool calls run unasked.
+    permissionMode: PermissionMode
+    #: The model its turns ask for (null: the drone's default).
+    model: str | None
+    usage: SessionUsage
+
+
+class SettingsOut(_Out):
+    """A user's settings."""
+
+    #: The permission mode the user's new chat sessions start in.
+    defaultPermissionMode: PermissionMode
 
 
 class TerminateOut(_Out):

@@ -15,7 +15,7 @@ from gadget.hub.recovery import Recovery
 from gadget.hub.sessions import Sessions
 from gadget.hub.state.drones import Drones, Hello, Taken
 from gadget.hub.state.ides import IdeLink, Ides
-from gadget.protocol import MAX_ID, ErrorCode, HubEvent, ModelInfo
+from gadget.protocol import MAX_ID, ErrorCode, HubEvent, McpServerInfo, ModelInfo
 from gadget.store.repository import Store
 from gadget.store.tables import utcnow
 
@@ -143,7 +143,11 @@ def hello_of(auth: dict[str, Any]) -> Hello:
     instance = auth.get("instance")
     hostname = auth.get("hostname")
     sandbox = auth.get("sandbox")
-    info: dict[str, Any] = {"model": _model_info(auth.get("model"))}
+    info: dict[str, Any] = {
+        "model": _model_info(auth.get("model")),
+        "models": _models(auth.get("models")),
+        "mcp": _mcp(auth.get("mcp")),
+    }
     if sandbox in ("bwrap", "none"):
         info["sandbox"] = sandbox
     return Hello(
@@ -166,3 +170,27 @@ def _model_info(value: Any) -> dict[str, Any] | None:
     except ValidationError:
         logger.info("ignored a malformed model report from a drone")
         return None
+
+
+#: Most model names and MCP servers kept from a drone's report.
+_MAX_LISTED = 500
+
+
+def _models(value: Any) -> list[str] | None:
+    """The model names the drone's endpoint lists, or None (unknown, or malformed)."""
+    if not isinstance(value, list):
+        return None
+    names = [v for v in value[:_MAX_LISTED] if isinstance(v, str) and 0 < len(v) <= MAX_ID]
+    return names if len(names) == len(value[:_MAX_LISTED]) else None
+
+
+def _mcp(value: Any) -> list[dict[str, Any]] | None:
+    """The drone's MCP servers as it reported them, or None (none, or malformed)."""
+    if not isinstance(value, list):
+        return None
+    try:
+        servers = [McpServerInfo.model_validate(v) for v in value[:_MAX_LISTED]]
+    except ValidationError:
+        logger.info("ignored a malformed MCP report from a drone")
+        return None
+    return [server.model_dump(exclude_none=True) for server in servers]

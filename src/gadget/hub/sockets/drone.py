@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Any
 
+from gadget.hub.approvals import Approvals
 from gadget.hub.bus import Bus, drone_room, session_room
 from gadget.hub.exceptions import Refused, Resend
 from gadget.hub.recovery import Recovery
@@ -38,8 +39,11 @@ from gadget.protocol import (
     DroneEvent,
     ErrorCode,
     LogArgs,
+    ToolApproval,
     ToolCallArgs,
     ToolCallOut,
+    TurnChangesArgs,
+    Usage,
     WorkOrderCompleteArgs,
     mark,
     parse_args,
@@ -63,6 +67,7 @@ class DroneHandlers:
         bus: Bus,
         turns: WorkOrders,
         recovery: Recovery,
+        approvals: Approvals,
         flush_bytes: int,
     ) -> None:
         self._drones = drones
@@ -70,6 +75,7 @@ class DroneHandlers:
         self._bus = bus
         self._turns = turns
         self._recovery = recovery
+        self._approvals = approvals
         self._flush_bytes = flush_bytes
         self._warned = 0.0
 
@@ -91,6 +97,9 @@ class DroneHandlers:
                 DroneEvent.AGENT_TOOL_RESULT, AgentToolResult
             ),
             DroneEvent.AGENT_COMPLETE: self.on_agent_complete,
+            DroneEvent.TOOL_APPROVAL: self.on_tool_approval,
+            DroneEvent.TURN_CHANGES: self.on_turn_changes,
+            DroneEvent.USAGE: self.on_usage,
         }
 
     def _state(self, sid: str) -> DroneState:
@@ -228,6 +237,69 @@ class DroneHandlers:
             )
         self._drones.applied(live, len(done.response or "") + 512)
         await self._forward(live, DroneEvent.AGENT_COMPLETE, seq, args[0])
+
+    async def _own_turn(
+        self, sid: str, event: str, turn_id: str, marked: tuple[str, int] | None
+    ) -> tuple[DroneState, LiveTurn, int] | None:
+        """The target of an event that names its turn; None when it is dropped.
+
+        Raises:
+            ArgsError: the event's mark names another turn than its payload.
+        """
+        if marked is not None and marked[0] != turn_id:
+            raise ArgsError(f"{event} for turn {turn_id} marked as turn {marked[0]}")
+        found = await self._target(sid, event, marked)
+        if found is not None and found[1].id != turn_id:
+            logger.warning(
+                "dropped %s for turn %s from drone %s: it streams turn %s",
+                event,
+                turn_id,
+                found[0].drone_id,
+                found[1].id,
+            )
+            return None
+        return found
+
+    async def on_tool_approval(self, sid: str, *raw: Any) -> None:
+        """A tool call waits for the person: record it as the turn's pendingApproval."""
+        args, marked = split_mark(raw)
+        if len(args) != 1 or not isinstance(args[0], dict):
+            raise ArgsError(
+                "toolApproval expects one object {turnId, callId, name, parameters, server?}"
+            )
+        request = ToolApproval.model_validate(args[0])
+        found = await self._own_turn(sid, DroneEvent.TOOL_APPROVAL, request.turnId, marked)
+        if found is not None:
+            await self._approvals.asked(*found, request, args[0])
+
+    async def on_turn_changes(self, sid: str, *raw: Any) -> None:
+        """The files the turn changed: record them as its `changes` and forward them."""
+        args, marked = split_mark(raw)
+        changes = parse_args(TurnChangesArgs, args)
+        found = await self._own_turn(sid, DroneEvent.TURN_CHANGES, changes.turnId, marked)
+        if found is None:
+            return
+        _state, live, seq = found
+        live.set_changes(seq, changes.changes)
+        self._drones.applied(live, 256 + sum(len(c.diff or "") for c in changes.changes))
+        await self._forward(live, DroneEvent.TURN_CHANGES, seq, *args)
+
+    async def on_usage(self, sid: str, *raw: Any) -> None:
+        """One model call's usage: add it to the turn's stats and forward it."""
+        args, marked = split_mark(raw)
+        if len(args) != 1 or not isinstance(args[0], dict):
+            raise ArgsError(
+                "usage expects one object {turnId, model, promptTokens, completionTokens, "
+                "durationMs, cost?}"
+            )
+        usage = Usage.model_validate(args[0])
+        found = await self._own_turn(sid, DroneEvent.USAGE, usage.turnId, marked)
+        if found is None:
+            return
+        _state, live, seq = found
+        live.add_usage(seq, usage)
+        self._drones.applied(live, 128)
+        await self._forward(live, DroneEvent.USAGE, seq, args[0])
 
     async def on_complete(self, sid: str, *raw: Any) -> None:
         """The drone finished its current turn."""

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from gadget.hub.control import AgentControl
 from gadget.hub.exceptions import Refused
 from gadget.hub.sessions import Sessions
 from gadget.hub.sockets.base import Handler, Reply
 from gadget.hub.state.ides import IdeLink, Ides
 from gadget.hub.turns import WorkOrders
-from gadget.protocol import MAX_CONTENT, MAX_ID, ArgsError, IdeEvent, Ref, parse_mode
+from gadget.protocol import (
+    MAX_CONTENT,
+    MAX_ID,
+    ApprovalAnswer,
+    ArgsError,
+    IdeEvent,
+    Ref,
+    parse_args,
+    parse_mode,
+    parse_permission_mode,
+)
 
 
 def _ref(value: Any, what: str) -> str:
@@ -36,10 +47,17 @@ def _id(value: Any, what: str) -> str:
 class IdeHandlers:
     """One method per IDE→hub event; acks answer `(success, value or reason)`."""
 
-    def __init__(self, ides: Ides, sessions: Sessions, turns: WorkOrders) -> None:
+    def __init__(
+        self,
+        ides: Ides,
+        sessions: Sessions,
+        turns: WorkOrders,
+        control: AgentControl,
+    ) -> None:
         self._ides = ides
         self._sessions = sessions
         self._turns = turns
+        self._control = control
 
     def table(self) -> dict[str, Handler]:
         """The dispatch table: event name → handler."""
@@ -50,6 +68,10 @@ class IdeHandlers:
             IdeEvent.SUBMIT_PROMPT: self.on_prompt,
             IdeEvent.CANCEL_WORK_ORDER: self.on_cancel,
             IdeEvent.REQUEST_TERMINATION: self.on_terminate,
+            IdeEvent.SET_PERMISSION_MODE: self.on_permission_mode,
+            IdeEvent.ANSWER_APPROVAL: self.on_answer,
+            IdeEvent.REVERT_TURN: self.on_revert,
+            IdeEvent.SET_MODEL: self.on_model,
         }
 
     def _ide(self, sid: str) -> IdeLink:
@@ -106,3 +128,40 @@ class IdeHandlers:
             raise ArgsError("expected one argument: registrationId")
         drone_id = _id(args[0], "registrationId")
         return (await self._sessions.terminate(self._ide(sid).user_id, drone_id),)
+
+    async def on_permission_mode(self, sid: str, *args: Any) -> Reply:
+        """setPermissionMode(mode) → (True,); stored, and sent to a running turn."""
+        mode = parse_permission_mode(args, "mode")
+        lease = await self._sessions.locked(self._ide(sid))
+        await self._control.controls.set_permission_mode(lease, mode)
+        return (True,)
+
+    async def on_answer(self, sid: str, *args: Any) -> Reply:
+        """answerApproval(turnId, callId, decision) → (True,), or (False, "already answered")."""
+        if len(args) != 3:
+            raise ArgsError(f"expected 3 arguments (turnId, callId, decision), got {len(args)}")
+        answer = parse_args(ApprovalAnswer, args)
+        ide = self._ide(sid)
+        lease = await self._sessions.locked(ide)
+        await self._control.approvals.answer(ide, lease, answer)
+        return (True,)
+
+    async def on_revert(self, sid: str, *args: Any) -> Reply:
+        """revertTurn(turnId) → (True, {reverted, conflicts, restored}) from the drone."""
+        if len(args) != 1:
+            raise ArgsError("expected one argument: turnId")
+        turn_id = _id(args[0], "turnId")
+        lease = await self._sessions.locked(self._ide(sid))
+        outcome = await self._control.changes.revert(lease, turn_id)
+        return (True, outcome.model_dump())
+
+    async def on_model(self, sid: str, *args: Any) -> Reply:
+        """setModel(model | null) → (True,); the session's next turns ask for it."""
+        if len(args) != 1 or not (args[0] is None or isinstance(args[0], str)):
+            raise ArgsError("model: expected one model name (a string), or null for the default")
+        model = args[0]
+        if model is not None and not 0 < len(model) <= MAX_ID:
+            raise ArgsError(f"model: expected 1-{MAX_ID} characters, got {len(model)}")
+        lease = await self._sessions.locked(self._ide(sid))
+        await self._control.controls.set_model(lease, model)
+        return (True,)

@@ -289,10 +289,15 @@ class Drones:
         await self.presence.drone_changed(state.drone_id, state.sid, mode=mode.value)
 
     async def lock(
-        self, drone_id: str, user_id: str, chat: ChatSession | None, project_id: str
+        self,
+        drone_id: str,
+        user_id: str,
+        chat: ChatSession | None,
+        project_id: str,
+        permission_mode: str = "ask",
     ) -> tuple[ChatSession, Lease, Lease | None]:
-        """idle/locked → locked: the drone serves `chat` (a new one of `project_id` when
-        None, created only if the lock is granted) of `user_id`.
+        """idle/locked → locked: the drone serves `chat` (a new one of `project_id` in
+        `permission_mode` when None, created only if the lock is granted) of `user_id`.
 
         Returns the chat session, the lease, and the lease as it was before.
 
@@ -304,7 +309,12 @@ class Drones:
             before = await leases.read(s, drone_id, lock_row=self._store.lock_rows)
             target = chat
             if target is None:
-                target = ChatSession(user_id=user_id, project_id=project_id, drone_id=drone_id)
+                target = ChatSession(
+                    user_id=user_id,
+                    project_id=project_id,
+                    drone_id=drone_id,
+                    permission_mode=permission_mode,
+                )
                 s.add(target)
                 await s.flush()
             if not await leases.lock(s, drone_id, target.id, user_id):
@@ -508,6 +518,8 @@ def _view(
         "currentTurn": lease.current_turn_id if lease is not None else None,
         "model": record.get("model"),
         "sandbox": record.get("sandbox"),
+        "models": record.get("models"),
+        "mcp": record.get("mcp"),
         "lastSeen": record.get("lastSeen"),
         "conflict": record.get("conflict"),
     }

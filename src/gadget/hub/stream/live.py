@@ -20,7 +20,17 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from gadget.protocol import BlockMode, BlockOut, ToolCallOut, TurnOut, TurnStatus
+from gadget.hub.stream.approvals import Asked, Asking, TurnApprovals
+from gadget.protocol import (
+    BlockMode,
+    BlockOut,
+    FileChange,
+    ToolApproval,
+    ToolCallOut,
+    TurnOut,
+    TurnStatus,
+    Usage,
+)
 from gadget.store import batch
 from gadget.store.repository import merge_agent_event
 from gadget.store.tables import utcnow
@@ -61,6 +71,43 @@ class _ToolBlock:
     call_id: str
 
 
+@dataclass
+class UsageSums:
+    """A turn's model calls summed (the `usage` events applied)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_calls: int = 0
+    duration_ms: int = 0
+    cost: float | None = None
+
+    @classmethod
+    def of(cls, stats: dict[str, Any]) -> UsageSums:
+        """The sums in a stored turn's `stats`."""
+        cost = stats.get("cost")
+        return cls(
+            int(stats.get("promptTokens", 0)),
+            int(stats.get("completionTokens", 0)),
+            int(stats.get("modelCalls", 0)),
+            int(stats.get("durationMs", 0)),
+            float(cost) if cost is not None else None,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """The `turn.stats` fields (none before the first model call is reported)."""
+        if not self.model_calls:
+            return {}
+        out: dict[str, Any] = {
+            "promptTokens": self.prompt_tokens,
+            "completionTokens": self.completion_tokens,
+            "modelCalls": self.model_calls,
+            "durationMs": self.duration_ms,
+        }
+        if self.cost is not None:
+            out["cost"] = round(self.cost, 6)
+        return out
+
+
 @dataclass(eq=False)
 class LiveTurn:
     """The live state of one turn on the node recording it."""
@@ -81,6 +128,9 @@ class LiveTurn:
     #: Writes applied to the mirror but not yet sealed for the writer.
     ops: list[batch.TurnOp] = field(default_factory=list)
     pending_bytes: int = 0
+    approvals: TurnApprovals = field(default_factory=TurnApprovals)
+    usage: UsageSums = field(default_factory=UsageSums)
+    changes: list[FileChange] | None = None
 
     @property
     def id(self) -> str:
@@ -97,12 +147,24 @@ class LiveTurn:
     def resume(cls, turn: TurnOut, drone_id: str, cancel_requested: bool = False) -> LiveTurn:
         """The live turn continuing a stored one (new, restarted, or taken over)."""
         live = cls(
-            base=turn.model_copy(update={"blocks": [], "toolCalls": [], "agentStreams": None}),
+            base=turn.model_copy(
+                update={
+                    "blocks": [],
+                    "toolCalls": [],
+                    "agentStreams": None,
+                    "pendingApproval": None,
+                    "changes": None,
+                    "decisions": None,
+                }
+            ),
             drone_id=drone_id,
             attempt=turn.retries + 1,
             next_idx=len(turn.blocks),
             seq=turn.seq,
             cancel_requested=cancel_requested,
+            approvals=TurnApprovals.of(turn),
+            usage=UsageSums.of(turn.stats),
+            changes=list(turn.changes) if turn.changes is not None else None,
         )
         live.calls = {call.callId: call for call in turn.toolCalls}
         for i, b in enumerate(turn.blocks):
@@ -153,9 +215,57 @@ class LiveTurn:
         self.seq = seq
         idx, at = self.next_idx, utcnow()
         self.next_idx += 1
+        answer, was_pending = self.approvals.called(call.callId)
+        if answer is not None:
+            call = call.model_copy(update={"approval": answer})
         self.calls[call.callId] = call
         self.blocks.append(_ToolBlock(idx, self.attempt, at, call.callId))
-        self._op(batch.InsertToolCall(seq, idx, self.attempt, at, call))
+        self._op(batch.InsertToolCall(seq, idx, self.attempt, at, call, was_pending))
+
+    def ask(self, seq: int, request: ToolApproval) -> Asking:
+        """A tool call waits for the person (or gets the answer given before a restart)."""
+        self.seq = seq
+        asking = self.approvals.ask(request, self.calls)
+        if asking.kind is Asked.ANSWERED:
+            old = asking.answered_as or ""
+            self._op(batch.ReuseAnswer(seq, request.callId, asking.data, old))
+        else:
+            self._op(batch.AskApproval(seq, asking.data))
+        return asking
+
+    def answered(self, call_id: str, record: dict[str, Any]) -> None:
+        """The person's answer to `call_id` is stored (the mirror follows the database)."""
+        self.approvals.answered(call_id, record)
+        if call_id in self.calls:  # the call ran first (its mode changed while asking)
+            self.calls[call_id] = self.calls[call_id].model_copy(
+                update={"approval": self.approvals.called(call_id)[0]}
+            )
+
+    def add_usage(self, seq: int, usage: Usage) -> None:
+        """One model call's tokens, time and cost."""
+        self.seq = seq
+        sums = self.usage
+        sums.model_calls += 1
+        sums.prompt_tokens += usage.promptTokens or 0
+        sums.completion_tokens += usage.completionTokens or 0
+        sums.duration_ms += usage.durationMs
+        if usage.cost is not None:
+            sums.cost = (sums.cost or 0.0) + usage.cost
+        self._op(
+            batch.AddUsage(
+                seq,
+                usage.promptTokens or 0,
+                usage.completionTokens or 0,
+                usage.durationMs,
+                usage.cost,
+            )
+        )
+
+    def set_changes(self, seq: int, changes: list[FileChange]) -> None:
+        """The files the turn changed, as its drone reports them at the end."""
+        self.seq = seq
+        self.changes = changes
+        self._op(batch.SetChanges(seq, [c.model_dump(exclude_none=True) for c in changes]))
 
     def agent_event(self, seq: int, agent_id: str, event: str, payload: dict[str, Any]) -> None:
         """Keep a subagent's event (consecutive text deltas merged in the mirror)."""
@@ -192,6 +302,7 @@ class LiveTurn:
         self.seq = seq
         cancelled = status is TurnStatus.ERROR and (cancelled or self.cancel_requested)
         self.ended = True
+        self.approvals.ended()
         self.base = self.base.model_copy(
             update={"status": status, "errorMessage": error, "cancelled": cancelled or None}
         )
@@ -262,7 +373,7 @@ class LiveTurn:
                     )
                 )
         calls = list(self.calls.values())
-        stats = {"toolCallCount": len(calls), "blockCount": len(blocks)}
+        stats = {"toolCallCount": len(calls), "blockCount": len(blocks), **self.usage.stats()}
         streams = {k: [list(e) for e in v] for k, v in self.agents.items()} or None
         return self.base.model_copy(
             update={
@@ -271,5 +382,8 @@ class LiveTurn:
                 "stats": stats,
                 "agentStreams": streams,
                 "seq": self.seq,
+                "pendingApproval": self.approvals.pending,
+                "changes": self.changes,
+                "decisions": dict(self.approvals.answers) or None,
             }
         )

@@ -118,6 +118,8 @@ class Tool:
     run: Handler
     read_only: bool = False
     schema: dict[str, Any] | None = None
+    #: The MCP server that serves the tool (None: a built-in one).
+    server: str | None = None
 
     def spec(self) -> dict[str, Any]:
         """The Chat Completions `tools` entry."""
