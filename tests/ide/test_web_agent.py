@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -31,6 +33,15 @@ from tests.ide.browser import (
 pytestmark = BROWSER
 
 KNOWN = {str(e) for e in (*IdeEvent, *DroneEvent, *HubEvent)}
+
+
+@pytest.fixture
+async def hub(
+    hub_factory: Callable[..., AbstractAsyncContextManager[HubHarness]],
+) -> AsyncIterator[HubHarness]:
+    """A hub whose new sessions start in "ask", the product's default (test hubs: "auto")."""
+    async with hub_factory(default_permission_mode="ask") as h:
+        yield h
 
 
 def needs(*events: str) -> pytest.MarkDecorator:

@@ -51,7 +51,7 @@ class Changes(Service):
         )
         if not ack or ack[0] is not True:
             reason = ack[1] if len(ack) > 1 and isinstance(ack[1], str) else "refused"
-            raise Refused(f"the drone did not undo turn {turn_id}: {reason}")
+            raise Refused(reason)  # the drone's own words (it says what to do)
         try:
             outcome = RevertOutcome.model_validate(ack[1] if len(ack) > 1 else None)
         except ValidationError:
