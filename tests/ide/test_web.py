@@ -10,7 +10,7 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from tests.drone.e2e import new_session, running_drone
-from tests.fakes.llm_server import ScriptedLLM, text_reply, tool_reply
+from tests.fakes.llm_server import ScriptedLLM, text_reply, tool_reply, usage
 from tests.harness import HubHarness
 from tests.ide.browser import BROWSER, LIVE, open_session, send, shot, sign_in, stored_text, turn_el
 
@@ -54,10 +54,11 @@ async def test_prompt_streams_thinking_tools_and_markdown(
     answer = "Fixed **add**:\n\n```python\ndef add(a, b):\n    return a + b\n```\n"
     script = [
         tool_reply(("c1", "read_file", {"path": "calc.py"}), reasoning_text="Let me look at calc.py first.",
-                   pieces=8, chunk_delay_s=0.1),
-        tool_reply(("c2", "edit_file", {"path": "calc.py", "old": "a - b", "new": "a + b"}), chunk_delay_s=0.05),
-        tool_reply(("c3", "run_command", {"command": check}), chunk_delay_s=0.05),
-        text_reply(answer, reasoning_text="It works.", pieces=16, chunk_delay_s=0.15),
+                   pieces=8, chunk_delay_s=0.1, usage=usage(812, 41)),
+        tool_reply(("c2", "edit_file", {"path": "calc.py", "old": "a - b", "new": "a + b"}), chunk_delay_s=0.05,
+                   usage=usage(905, 58)),
+        tool_reply(("c3", "run_command", {"command": check}), chunk_delay_s=0.05, usage=usage(1010, 37)),
+        text_reply(answer, reasoning_text="It works.", pieces=16, chunk_delay_s=0.15, usage=usage(1102, 64)),
     ]  # fmt: skip
     async with ScriptedLLM(script) as llm:
         s = await new_session(hub, llm, ws)
@@ -88,6 +89,9 @@ async def test_prompt_streams_thinking_tools_and_markdown(
             await expect(keyword).to_have_text("def")
             await expect(page.locator("#status-line")).to_have_text(
                 re.compile(r"^Turn finished in ")
+            )
+            await expect(turn.locator(".turn-usage")).to_have_text(
+                re.compile(r"^3,829 in · 200 out tokens · 4 model calls \(")
             )
             # docs/screenshot.png, with the drone still online and the whole turn in view.
             await page.set_viewport_size({"width": 1280, "height": 1000})

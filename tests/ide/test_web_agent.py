@@ -320,7 +320,6 @@ async def test_permission_mode_model_picker_and_mcp_servers(
     told = await d.client.log.wait_for("setPermissionMode")
     assert told[0] == {"turnId": turn_id, "mode": "read-only"}
     await expect(other.locator("#permission-select")).to_have_value("read-only")
-    await other.close()
 
     # An MCP tool's card names its server.
     await d.say("toolCall", "m1", "fs__read_file", json.dumps({"path": "a.txt"}),
@@ -338,6 +337,8 @@ async def test_permission_mode_model_picker_and_mcp_servers(
     await expect(page.locator("#status-line")).to_have_text(
         "Model: llama3.1:8b (from the next prompt)."
     )
+    await expect(other.locator("#model-select")).to_have_value("llama3.1:8b")  # modelChanged
+    await other.close()
     await send(page, "again")
     await d.work_order(2)
     chat = d.client.log.of("processWorkOrder")[1][2]

@@ -47,6 +47,13 @@ export class Controls {
     this.hooks.changed();
   }
 
+  /** `modelChanged({chatSession, model})`: another tab (or this one) chose the model. */
+  modelChanged(change) {
+    if (!change || change.chatSession !== this.session.lock?.chatSession) return;
+    this.settings = { ...this.settings, model: change.model ?? null };
+    this.hooks.changed();
+  }
+
   async setPermissionMode(mode) {
     const reply = await this.request(`Could not change the permissions to ${mode}`, "setPermissionMode", mode);
     if (reply) {

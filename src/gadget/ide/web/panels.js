@@ -96,15 +96,18 @@ function conflictNote(turn) {
     h("ul", null, turn.conflicts.map((c) => h("li", null, h("code", null, c.path), c.reason ? ` — ${c.reason}` : ""))));
 }
 
-/** "1,234 in · 567 out tokens · 3 model calls (4.2 s) · $0.0123", or "" before any call. */
+/** "1,234 in · 567 out tokens · 3 model calls (4.2 s) · $0.0123", or "" before any call
+ * (tokens only when the model reported them, the cost only when the drone has prices). */
 export function usageText(usage) {
   if (!usage?.modelCalls) return "";
   const n = (v) => v.toLocaleString("en");
   const took = usage.durationMs ? ` (${duration(usage.durationMs)})` : "";
-  const parts = [
-    `${n(usage.promptTokens)} in · ${n(usage.completionTokens)} out tokens`,
-    `${n(usage.modelCalls)} model call${usage.modelCalls === 1 ? "" : "s"}${took}`,
-  ];
+  const parts = [];
+  // A model that reports no usage: its calls are counted, its tokens are not known.
+  if (usage.promptTokens || usage.completionTokens) {
+    parts.push(`${n(usage.promptTokens)} in · ${n(usage.completionTokens)} out tokens`);
+  }
+  parts.push(`${n(usage.modelCalls)} model call${usage.modelCalls === 1 ? "" : "s"}${took}`);
   if (usage.cost !== null) parts.push(money(usage.cost));
   return parts.join(" · ");
 }

@@ -280,6 +280,7 @@ export class ChatSession {
       },
       turnSnapshot: (turn) => this.book.snapshot(turn),
       permissionModeChanged: (change) => this.controls.permissionModeChanged(change),
+      modelChanged: (change) => this.controls.modelChanged(change),
     };
   }
 
