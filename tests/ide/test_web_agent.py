@@ -81,9 +81,19 @@ def ok(output: str, **extra: Any) -> str:
     return json.dumps({"ok": True, "output": output, **extra})
 
 
-async def ask(d: ScriptedDrone, turn: str, seq: int, call: str, name: str, **params: Any) -> None:
-    """The drone asks before running `name`."""
+async def ask(
+    d: ScriptedDrone,
+    turn: str,
+    seq: int,
+    call: str,
+    name: str,
+    server: str | None = None,
+    **params: Any,
+) -> None:
+    """The drone asks before running `name` (an MCP tool names its `server`)."""
     payload = {"turnId": turn, "callId": call, "name": name, "parameters": json.dumps(params)}
+    if server is not None:
+        payload["server"] = server
     await d.say("toolApproval", payload, turn=turn, seq=seq)
 
 
@@ -139,7 +149,7 @@ async def test_approval_card_reload_second_tab_first_answer_and_notification(
     )
     await expect(theirs).to_have_count(0)
     tap.release()
-    await other.close()
+    tap.rule = lambda _: "pass"
     assert len(d.client.log.of("approvalDecision")) == 1
 
     params = json.dumps({"command": command})
@@ -153,6 +163,9 @@ async def test_approval_card_reload_second_tab_first_answer_and_notification(
     await ask(d, turn_id, 3, "c2", "edit_file", path="calc.py", old="a - b", new="a + b")
     await expect(card.locator(".diff-line.del")).to_have_text("- a - b")
     await expect(card.locator(".diff-line.add")).to_have_text("+ a + b")
+    # The other tab shows it too, and drops it when this one answers.
+    their_edit = turn_el(other, turn_id).locator('.approval-card[data-call-id="c2"]')
+    await expect(their_edit.locator(".diff-line.add")).to_have_text("+ a + b")
     notes = await page.evaluate("window.__notes")
     assert notes == [
         {"title": "Gadget Code: approval needed", "body": "edit_file: calc.py",
@@ -161,6 +174,8 @@ async def test_approval_card_reload_second_tab_first_answer_and_notification(
     await page.evaluate("window.__hidden = false")
     await card.locator(".approval-deny").click()
     assert (await decisions(d, 2))[1]["decision"] == "deny"
+    await expect(their_edit).to_have_count(0)
+    await other.close()
     refused = json.dumps({"ok": False, "output": "The user refused this call.", "refused": True})
     edit = json.dumps({"path": "calc.py", "old": "a - b", "new": "a + b"})
     await d.say("toolCall", "c2", "edit_file", edit, refused, turn=turn_id, seq=4)
@@ -169,9 +184,20 @@ async def test_approval_card_reload_second_tab_first_answer_and_notification(
     await expect(denied.locator(".chip.approval")).to_have_text("denied by ann")
 
     await ask(d, turn_id, 5, "c3", "write_file", path="notes.md", content="# Notes\n")
+    await expect(card.locator("code.path")).to_have_text("notes.md")
+    await expect(card.locator("pre code")).to_have_text("# Notes")
     await card.locator(".approval-session").click()
     assert (await decisions(d, 3))[2]["decision"] == "allow-session"
-    await d.say("workOrderComplete", turn_id, True, turn=turn_id, seq=6)
+    # An MCP tool: the card names its server and shows the parameters.
+    await ask(d, turn_id, 6, "c4", "tracker__create_issue", server="tracker", title="add is wrong")
+    await expect(card.locator(".approval-head .chip.server")).to_have_text("tracker")
+    await expect(card.locator(".approval-head code.tool-name")).to_have_text(
+        "tracker__create_issue"
+    )
+    await expect(card.locator(".approval-body pre")).to_contain_text('"title": "add is wrong"')
+    await card.locator(".approval-allow").click()
+    assert (await decisions(d, 4))[3]["decision"] == "allow"
+    await d.say("workOrderComplete", turn_id, True, turn=turn_id, seq=7)
     await expect(turn).to_have_attribute("data-status", "finished")
     await expect(page).to_have_title("Gadget Code")
     assert len(await page.evaluate("window.__notes")) == 1
