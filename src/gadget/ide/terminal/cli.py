@@ -23,7 +23,9 @@ def add_chat_parser(subparsers: Any) -> argparse.ArgumentParser:
         "chat",
         help="chat with a drone's agent in this terminal",
         description="Choose a drone, project and session, then stream turns live. "
-        "Commands: /mode idle|user|agent, /cancel, /sessions [N], /new, /quit.",
+        "Commands: /mode idle|user|agent, /permissions [auto|ask|read-only], /diff [N], /undo, "
+        "/model [N|NAME|default], /usage, /cancel, /sessions [N], /new, /quit; "
+        "a call waiting for approval is answered with a, d or s.",
     )
     chat.add_argument("--hub", help=f"hub URL (GADGET_HUB_URL, default {DEFAULT_HUB_URL})")
     chat.add_argument("--drone", help="drone name or id (asked when omitted)")

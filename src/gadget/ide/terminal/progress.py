@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from gadget.ide.terminal.render import TurnRenderer
-from gadget.protocol import BlockMode, BlockOut, ToolCallOut, TurnOut, TurnStatus
+from gadget.ide.terminal.usage import Tally
+from gadget.protocol import BlockMode, BlockOut, FileChange, ToolCallOut, TurnOut, TurnStatus
 
 _AGENT_TOOL_CALL = "agent:tool-call"
 
@@ -38,6 +39,9 @@ class TurnProgress:
         self.agents_done: set[str] = set()
         #: Whether the turn's end was shown.
         self.ended = False
+        #: Its model calls so far, and the files it changed (reported just before its end).
+        self.usage = Tally()
+        self.changes: list[FileChange] | None = None
 
     # Live events ------------------------------------------------------------------------
 
@@ -91,6 +95,10 @@ class TurnProgress:
             self._print_block(block)
         self._catch_up_agents(turn)
         self._resync(turn)
+        model, self.usage = self.usage.model, Tally.of(turn.stats)  # it counts all up to its seq
+        self.usage.model = model
+        if turn.changes is not None:
+            self.changes = list(turn.changes)
 
     def _is_prefix_of(self, turn: TurnOut) -> bool:
         """Whether the screen's extent fits in `turn` (it does unless the hub lost events)."""
@@ -104,7 +112,9 @@ class TurnProgress:
     def _print_block(self, block: BlockOut) -> None:
         if isinstance(block.content, dict):
             call = ToolCallOut.model_validate(block.content)
-            self.view.tool_call(call.callId, call.name, call.parameters, call.response)
+            self.view.tool_call(
+                call.callId, call.name, call.parameters, call.response, call.approval
+            )
             return
         self.view.end_block()
         if block.content:

@@ -10,13 +10,24 @@ always goes through `markdown.inert` (no terminal control from the model).
 
 from __future__ import annotations
 
+from rich.panel import Panel
 from rich.text import Text
 
+from gadget.ide.terminal import changes as files
 from gadget.ide.terminal.markdown import SafeMarkdown, inert
 from gadget.ide.terminal.screen import Screen
 from gadget.ide.terminal.tools import cut as truncate
 from gadget.ide.terminal.tools import tool_panel
-from gadget.protocol import BlockMode, BlockOut, ToolCallOut, TurnOut, TurnStatus
+from gadget.ide.terminal.usage import Tally, turn_line
+from gadget.protocol import (
+    ApprovalRecord,
+    BlockMode,
+    BlockOut,
+    FileChange,
+    ToolCallOut,
+    TurnOut,
+    TurnStatus,
+)
 
 __all__ = ["TurnRenderer", "is_cancel", "split_paragraphs", "truncate"]
 
@@ -78,10 +89,18 @@ class TurnRenderer:
             self.screen.show(SafeMarkdown(done))
         self.screen.preview(inert(self._response))
 
-    def tool_call(self, call_id: str, name: str, params: str, result: str) -> None:
-        """A finished tool call as a panel."""
+    def tool_call(
+        self,
+        call_id: str,
+        name: str,
+        params: str,
+        result: str,
+        approval: ApprovalRecord | None = None,
+    ) -> None:
+        """A finished tool call as a panel (with who answered, when it waited for an answer)."""
         self._open(BlockMode.TOOL)
-        self.screen.show(tool_panel(name, params, result))
+        answer = approval.model_dump(mode="json") if approval is not None else None
+        self.screen.show(tool_panel(name, params, result, answer))
 
     def note(self, message: str, style: str = "dim") -> None:
         """A line about the session (status, mode, lock), outside the stream."""
@@ -103,12 +122,13 @@ class TurnRenderer:
             self.finished(False, turn.errorMessage, bool(turn.cancelled))
         else:
             self.end_block()
+        self.epilogue(turn.changes, Tally.of(turn.stats), bool(turn.reverted))
 
     def block(self, block: BlockOut) -> None:
         """One stored block: text for thinking / responding, the call for a tool."""
         if isinstance(block.content, dict):
             call = ToolCallOut.model_validate(block.content)
-            self.tool_call(call.callId, call.name, call.parameters, call.response)
+            self.tool_call(call.callId, call.name, call.parameters, call.response, call.approval)
         elif block.mode is BlockMode.THINKING:
             self.thinking(block.content)
         elif block.mode is BlockMode.RESPONDING:
@@ -124,6 +144,34 @@ class TurnRenderer:
         else:
             line = Text(f"✗ turn failed: {inert(message or 'no reason given')}", style="bold red")
         self.screen.show(line)
+
+    def card(self, panel: Panel) -> None:
+        """A card that waits for the person (an approval): shown, with the terminal's bell."""
+        self.end_block()
+        self.screen.show(panel)
+        self.screen.bell()
+
+    def line(self, text: Text) -> None:
+        """A line of the stream (an answer to a card)."""
+        self.end_block()
+        self.screen.show(text)
+
+    def hint(self, text: str | None) -> None:
+        """What the input line asks for (None: a prompt)."""
+        self.screen.hint(text)
+
+    def epilogue(
+        self, changes: list[FileChange] | None, usage: Tally, reverted: bool = False
+    ) -> None:
+        """After a turn's end: the files it changed and its model usage, when known."""
+        if changes:
+            line = files.summary(changes)
+            if reverted:
+                line.append("  (undone)", style="yellow")
+            self.screen.show(line)
+        used = turn_line(usage)
+        if used is not None:
+            self.screen.show(used)
 
 
 def _detail(message: str | None) -> str:

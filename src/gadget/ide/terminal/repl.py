@@ -20,11 +20,17 @@ from gadget.protocol import IdeEvent, WorkspaceMode
 Command = Callable[[str], Awaitable[bool]]
 
 HELP = """[bold]commands[/]
-  /mode idle|user|agent   ask the drone for a workspace mode (a refusal says why)
-  /cancel                 cancel the running turn (Ctrl-C too)
-  /sessions [N]           list this project's sessions, or resume number N
-  /new                    start a new session
-  /quit                   release the drone and exit (Ctrl-D too)
+  /mode idle|user|agent           ask the drone for a workspace mode (a refusal says why)
+  /permissions [auto|ask|read-only]  which tool calls wait for your answer
+  /diff [N]                       the last turn's changes, a diff per file (N: file N whole)
+  /undo                           undo the last turn's changes (again: re-apply them)
+  /model [N|NAME|default]         the drone's models, or choose this session's
+  /usage                          this session's tokens, model calls and cost
+  /cancel                         cancel the running turn (Ctrl-C too)
+  /sessions [N]                   list this project's sessions, or resume number N
+  /new                            start a new session
+  /quit                           release the drone and exit (Ctrl-D too)
+while a call waits for your answer: a = allow, d = deny, s = allow that tool for the session
 anything else is a prompt for the agent"""
 
 
@@ -44,6 +50,7 @@ class Repl:
             "/new": self.cmd_new,
             "/quit": self.cmd_quit,
             "/help": self.cmd_help,
+            **client.controls.commands(),
         }
 
     async def run(self, chat_id: str | None) -> int:
@@ -114,6 +121,9 @@ class Repl:
                     self._say(f"unknown command {name}: try /help", "yellow")
                     return True
                 return await command(arg.strip())
+            if self.client.stream.approvals.pending is not None:
+                await self.client.controls.answer(line)
+                return True
             await self.client.submit(line)
         except TerminalError as exc:
             self._say(str(exc), "red")

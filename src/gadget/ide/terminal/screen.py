@@ -61,6 +61,14 @@ class Screen(Protocol):
         """Print a line outside the stream."""
         ...
 
+    def hint(self, text: str | None) -> None:
+        """Ask for something else than a prompt on the input line (None: a prompt again)."""
+        ...
+
+    def bell(self) -> None:
+        """Call the person's attention (a card waits for an answer)."""
+        ...
+
     async def readline(self, prompt: str = "") -> str | None:
         """The next typed line, or `None` at the end of input."""
         ...
@@ -102,6 +110,14 @@ class PlainScreen:
     def note(self, renderable: RenderableType) -> None:
         """Print `renderable` on a line of its own (the growing line goes on after it)."""
         self.show(renderable)
+
+    def hint(self, text: str | None) -> None:
+        """Say what the next line answers (there is no input line to change)."""
+        if text:
+            self.note(Text(text.strip(), style="bold"))
+
+    def bell(self) -> None:
+        """Nothing: a pipe or a log has no bell."""
 
     async def readline(self, prompt: str = "") -> str | None:
         """Show `prompt`, then the next line of stdin."""

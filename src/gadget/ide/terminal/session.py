@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from gadget.ide.terminal.api import HubApi, Json
 from gadget.ide.terminal.choose import drone_warnings
+from gadget.ide.terminal.controls import Controls
 from gadget.ide.terminal.exceptions import HubRefused, HubUnreachable, TerminalError
 from gadget.ide.terminal.reconnect import Reconnector
 from gadget.ide.terminal.render import TurnRenderer
@@ -88,7 +89,8 @@ class ChatClient:
         self._held: list[tuple[str, tuple[Any, ...]]] | None = None
         self._quitting = False
         self._mender: asyncio.Task[None] | None = None
-        self._table = self._event_table()
+        self.controls = Controls(self)
+        self._table = {**self._event_table(), **self.controls.events()}
 
     @property
     def turn_id(self) -> str | None:
@@ -240,10 +242,12 @@ class ChatClient:
         try:
             self.chat_id = await self._request_lock(chat_id)
             self.stream.reset()
+            await self.controls.refresh()
             self.view.note(
                 f"session {self.chat_id} · drone {self.drone['name']} · project {self.project['name']}",
                 "bold blue",
             )
+            self.view.note(self.controls.header(), "blue")
             for warning in drone_warnings(self.drone):
                 self.view.note(warning, "bold yellow")
             if chat_id is not None:

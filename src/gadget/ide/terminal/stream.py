@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from gadget.ide.terminal.approval import Approvals
 from gadget.ide.terminal.cursor import TurnStream, TurnStreams
 from gadget.ide.terminal.progress import TurnProgress
 from gadget.ide.terminal.render import TurnRenderer
@@ -25,9 +26,12 @@ from gadget.protocol import (
     AgentToolCall,
     BlockMode,
     DroneEvent,
+    ToolApproval,
     ToolCallArgs,
+    TurnChangesArgs,
     TurnOut,
     TurnStatus,
+    Usage,
     WorkOrderCompleteArgs,
     parse_args,
     split_mark,
@@ -63,6 +67,7 @@ class SessionStream:
         self.cancelled: set[str] = set()
         #: Turns shown as ended.
         self.finished: set[str] = set()
+        self.approvals = Approvals(view)
         self.table: dict[str, StreamHandler] = {
             DroneEvent.THINKING: self.on_thinking,
             DroneEvent.RESPONSE: self.on_response,
@@ -73,6 +78,9 @@ class SessionStream:
             DroneEvent.AGENT_THINKING: _ignore,
             DroneEvent.AGENT_RESPONSE: _ignore,
             DroneEvent.AGENT_TOOL_RESULT: _ignore,
+            DroneEvent.TOOL_APPROVAL: self.on_approval,
+            DroneEvent.TURN_CHANGES: self.on_changes,
+            DroneEvent.USAGE: self.on_usage,
         }
 
     @property
@@ -97,6 +105,7 @@ class SessionStream:
         self.turns.clear()
         self.turn_id = None
         self.submitted = None
+        self.approvals.reset()
 
     # Entry ------------------------------------------------------------------------------
 
@@ -132,6 +141,7 @@ class SessionStream:
         """A snapshot or stored turn: print what it adds, then the held events after it."""
         stream = self.turns.get(turn.id)
         new = not stream.cursor.known
+        behind = stream.cursor.seq is not None and turn.seq < stream.cursor.seq
         ahead, follow = stream.cursor.reset(turn.seq)
         if new:
             self.view.prompt(turn.prompt)
@@ -139,6 +149,8 @@ class SessionStream:
             stream.shown.catch_up(turn)
         else:
             stream.shown.new_attempt(turn.retries + 1)
+        if not behind:  # an answer is not numbered: a snapshot at the cursor may know of one
+            self.approvals.snapshot(turn)
         if turn.status is not TurnStatus.PROCESSING and turn.id not in self.finished:
             if turn.cancelled:
                 self.cancelled.add(turn.id)
@@ -184,6 +196,18 @@ class SessionStream:
         """A subagent finished."""
         stream.shown.agent_done(AgentComplete.model_validate(payload).agentId)
 
+    def on_approval(self, stream: Stream, payload: Any) -> None:
+        """toolApproval: a call waits for the person's answer."""
+        self.approvals.asked(ToolApproval.model_validate(payload))
+
+    def on_changes(self, stream: Stream, *args: Any) -> None:
+        """turnChanges(turnId, changes): the files the turn changed (shown at its end)."""
+        stream.shown.changes = list(parse_args(TurnChangesArgs, args).changes)
+
+    def on_usage(self, stream: Stream, payload: Any) -> None:
+        """usage: one model call's tokens and time (added up, shown at the turn's end)."""
+        stream.shown.usage.add(Usage.model_validate(payload))
+
     def on_complete(self, stream: Stream, *args: Any) -> None:
         """workOrderComplete(turnId, success, message?): the turn is over."""
         done = parse_args(WorkOrderCompleteArgs, args)
@@ -194,7 +218,9 @@ class SessionStream:
     def _ended(self, stream: Stream, success: bool, message: str | None) -> None:
         self.finished.add(stream.turn_id)
         stream.shown.end()
+        self.approvals.ended(stream.turn_id)
         self.view.finished(success, message, stream.turn_id in self.cancelled)
+        self.view.epilogue(stream.shown.changes, stream.shown.usage)
         if stream.turn_id == self.turn_id:
             self.turn_id = None
 

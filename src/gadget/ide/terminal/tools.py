@@ -40,11 +40,17 @@ _THEME = "ansi_dark"
 
 @dataclass(frozen=True)
 class ToolResult:
-    """A tool's result as shown: whether it worked, its text, the exit code of a command."""
+    """A tool's result as shown: whether it worked, its text, the exit code of a command.
+
+    `refused`: the person denied the call, or the session's permission mode did not let
+    it run; `server`: the MCP server of an MCP tool.
+    """
 
     ok: bool
     text: str
     exit: int | None = None
+    refused: bool = False
+    server: str | None = None
 
 
 def parse_json(payload: str) -> Any:
@@ -72,8 +78,10 @@ def _pick(value: Any, *keys: str) -> Any:
 def read_result(response: str) -> ToolResult:
     """The drone's `{"ok", "output"}` (older or foreign shapes are shown as they came)."""
     value = parse_json(response)
-    ok = True
+    ok, refused, server = True, False, None
     if isinstance(value, dict):
+        refused = value.get("refused") is True
+        server = value["server"] if isinstance(value.get("server"), str) else None
         output = _pick(value, "output", "stdout", "content", "text")
         ok = value.get("ok") is not False and value.get("success") is not False
         ok = ok and not value.get("error")
@@ -83,7 +91,7 @@ def read_result(response: str) -> ToolResult:
     noted = _EXIT.search(text)
     field = _pick(value, "exit_code", "exitCode", "returncode")
     code = int(noted.group(1)) if noted else field if isinstance(field, int) else None
-    return ToolResult(ok and code in {None, 0}, inert(text), code)
+    return ToolResult(ok and code in {None, 0}, inert(text), code, refused, server)
 
 
 def brief(params: Any) -> str:
@@ -132,7 +140,8 @@ def _result(res: ToolResult) -> Text:
     return Text(cut(res.text), style="" if res.ok else "red")
 
 
-def _syntax(code: str, path: Any, start: int = 1, numbers: bool = False) -> Syntax:
+def syntax(code: str, path: Any, start: int = 1, numbers: bool = False) -> Syntax:
+    """`code` highlighted by the lexer its path (or content) suggests."""
     lexer = Syntax.guess_lexer(str(path or ""), code)
     return Syntax(
         code,
@@ -161,8 +170,8 @@ def _read_file(params: Any, res: ToolResult) -> RenderableType | None:
     left = len(numbered) - len(shown)
     after = ([f"… ({left} more lines)"] if left else []) + rows[len(numbered) :]
     start = int(shown[0].group(1))
-    syntax = _syntax(code, _pick(params, "path"), start, numbers=True)
-    return Group(syntax, Text("\n".join(after), style="dim")) if after else syntax
+    lines = syntax(code, _pick(params, "path"), start, numbers=True)
+    return Group(lines, Text("\n".join(after), style="dim")) if after else lines
 
 
 def _edit_file(params: Any, res: ToolResult) -> RenderableType | None:
@@ -182,7 +191,7 @@ def _write_file(params: Any, res: ToolResult) -> RenderableType | None:
     if not isinstance(content, str):
         return None
     shown = cut(inert(content.rstrip("\n")))
-    return Group(_syntax(shown, _pick(params, "path")), _result(res))
+    return Group(syntax(shown, _pick(params, "path")), _result(res))
 
 
 #: Bodies by tool name; `None` falls back to parameters and result.
@@ -194,13 +203,30 @@ BODIES: dict[str, Callable[[Any, ToolResult], RenderableType | None]] = {
 }
 
 
-def chip(res: ToolResult) -> Text:
-    """`exit N`, `done` or `error`, coloured."""
+def chip(res: ToolResult, approval: Any = None) -> Text:
+    """`exit N`, `done`, `error` or `refused`, coloured, and who answered when it was asked."""
     label = f"exit {res.exit}" if res.exit is not None else "done" if res.ok else "error"
+    if res.refused:
+        label = "refused"
+    decision = _pick(approval, "decision")
+    if isinstance(decision, str):
+        verb = {"allow": "allowed", "deny": "denied", "allow-session": "allowed for session"}
+        who = _pick(approval, "by")
+        label = f"{verb.get(decision, inert(decision))}{f' by {inert(str(who))}' if who else ''} · {label}"
     return Text(f" {label} ", style="bold green" if res.ok else "bold red")
 
 
-def tool_panel(name: str, params: str, response: str) -> Panel:
+def tool_title(name: str, args: Any, server: str | None = None) -> Text:
+    """`⚙ name  hint`, with the MCP server of an MCP tool."""
+    hint = brief(args)
+    return Text.assemble(
+        ("⚙ " + inert(name), "bold cyan"),
+        (f" ({inert(server)})" if server else "", "cyan"),
+        (f"  {hint}" if hint else "", ""),
+    )
+
+
+def tool_panel(name: str, params: str, response: str, approval: Any = None) -> Panel:
     """A finished tool call as a panel: name and hint, body, and its chip."""
     args = parse_json(params)
     res = read_result(response)
@@ -208,12 +234,11 @@ def tool_panel(name: str, params: str, response: str) -> Panel:
     body = shape(args, res) if shape is not None else None
     if body is None:
         body = Group(Text(cut(inert(pretty(args)), 8), style="cyan"), _result(res))
-    hint = brief(args)
     return Panel(
         body,
-        title=Text.assemble(("⚙ " + inert(name), "bold cyan"), (f"  {hint}" if hint else "", "")),
+        title=tool_title(name, args, res.server),
         title_align="left",
-        subtitle=chip(res),
+        subtitle=chip(res, approval),
         subtitle_align="right",
         border_style="cyan" if res.ok else "red",
     )

@@ -127,6 +127,7 @@ class TtyScreen:
         self._tail = Text()
         self._preview = ""
         self._prompt = PROMPT
+        self._hint: str | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._session: PromptSession[str] | None = None
         self._restore = contextlib.ExitStack()
@@ -212,6 +213,15 @@ class TtyScreen:
         """Commit a line above the growing line, which goes on untouched."""
         self.console.print(renderable)
 
+    def hint(self, text: str | None) -> None:
+        """Put `text` before the input line's prompt sign (None: the prompt alone)."""
+        self._hint = text
+        self._refresh()
+
+    def bell(self) -> None:
+        """The terminal's bell."""
+        self._commit("\a")
+
     def _cells(self, text: str) -> int:
         return Text(text).cell_len
 
@@ -259,6 +269,8 @@ class TtyScreen:
                 rows = Text(self._preview.strip(), style="dim").wrap(self.console, width)
                 for row in rows[-PREVIEW_ROWS:]:
                     self.console.print(row, soft_wrap=True)
+            if self._hint:
+                self.console.print(Text(self._hint, style="bold yellow"), end="")
             self.console.print(Text(self._prompt, style="bold"), end="")
         return ANSI(capture.get())
 
