@@ -278,6 +278,12 @@ def test_offline_drones_say_when_they_were_seen_and_unsafe_ones_warn() -> None:
     assert drone_warnings(conflict) == [
         "⚠ drone buzz: another process took over its id (hostname box, pid 42)"
     ]
+    mcp = [{"name": "docs", "ok": True, "tools": 3}, {"name": "db", "ok": False, "error": "boom"}]
+    with_mcp = {**unsafe, "sandbox": "bwrap", "mcp": mcp}
+    assert "2 MCP servers (1 failed)" in drone_label(with_mcp)
+    assert drone_warnings(with_mcp) == [
+        "⚠ drone buzz: MCP server db is not running: boom (its tools are not offered)"
+    ]
 
 
 def test_a_long_thought_wraps_at_words_and_folds_long_words() -> None:

@@ -68,6 +68,11 @@ def drone_label(drone: Json) -> str:
         state += ", no sandbox"
     if drone.get("conflict"):
         state += ", id conflict"
+    servers = [m for m in drone.get("mcp") or [] if isinstance(m, dict)]
+    if servers:
+        broken = sum(1 for m in servers if m.get("ok") is False)
+        state += f", {len(servers)} MCP server{'s' if len(servers) != 1 else ''}"
+        state += f" ({broken} failed)" if broken else ""
     return f"{escape(drone['name'])}  [dim]({escape(state)})[/]"
 
 
@@ -84,6 +89,12 @@ def drone_warnings(drone: Json) -> list[str]:
         warnings.append(
             f"⚠ drone {name}: another process took over its id ({conflict_text(drone['conflict'])})"
         )
+    for server in drone.get("mcp") or []:
+        if isinstance(server, dict) and server.get("ok") is False:
+            warnings.append(
+                f"⚠ drone {name}: MCP server {server.get('name', '?')} is not running:"
+                f" {server.get('error') or 'no reason given'} (its tools are not offered)"
+            )
     model = drone.get("model")
     if drone.get("online") and isinstance(model, dict) and model.get("reachable") is False:
         warnings.append(
