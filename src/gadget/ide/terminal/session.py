@@ -264,6 +264,7 @@ class ChatClient:
         try:
             await self._request_lock(self.chat_id)
             self.view.note("reconnected", "green")
+            await self.controls.refresh()  # the mode or model may have changed meanwhile
             snapshots = {
                 str(args[0].get("_id"))
                 for event, args in self._held
