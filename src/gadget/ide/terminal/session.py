@@ -264,7 +264,10 @@ class ChatClient:
         try:
             await self._request_lock(self.chat_id)
             self.view.note("reconnected", "green")
-            await self.controls.refresh()  # the mode or model may have changed meanwhile
+            try:
+                await self.controls.refresh()  # the mode or model may have changed meanwhile
+            except TerminalError as exc:
+                logger.debug("reading the session again: %s", exc)
             snapshots = {
                 str(args[0].get("_id"))
                 for event, args in self._held
