@@ -37,11 +37,19 @@ async def list_turns(chat_session_id: PathId, user: UserDep, hub: HubDep) -> lis
     chat = await hub.store.get_chat_session(chat_session_id)
     if chat is None or chat.user_id != user.id:
         raise NotFound(f"unknown chat session {chat_session_id}")
+    # Live turns are read before the stored ones and again after: a turn whose end is
+    # committed while the rows are read is no longer live after, and its row may be older.
+    before = hub.drones.live_of(chat_session_id)
     turns = await hub.store.session_turns(chat_session_id)
     out = []
     for turn in turns:
         live = hub.drones.live(turn.id)
-        out.append((live.snapshot() if live is not None else turn).wire())
+        earlier = before.get(turn.id)
+        if live is not None:
+            turn = live.snapshot()
+        elif earlier is not None and earlier.seq >= turn.seq:
+            turn = earlier
+        out.append(turn.wire())
     return out
 
 

@@ -191,6 +191,10 @@ class Drones:
         """The live turn `turn_id` if this node records it."""
         return self._recorder.get(turn_id)
 
+    def live_of(self, chat_session_id: str) -> dict[str, TurnOut]:
+        """Snapshots of the live turns of `chat_session_id` recorded here, by id."""
+        return self._recorder.snapshots_of(chat_session_id)
+
     async def lease(self, drone_id: str) -> Lease | None:
         """The drone's lease as stored now."""
         async with self._store.session() as s:

@@ -58,6 +58,12 @@ class Recorder:
         live = self._turns.get(turn_id)
         return live.snapshot() if live is not None else None
 
+    def snapshots_of(self, chat_session_id: str) -> dict[str, TurnOut]:
+        """The live turns of one chat session, as JSON-ready models, by id."""
+        return {
+            t.id: t.snapshot() for t in self._turns.values() if t.chat_session_id == chat_session_id
+        }
+
     def drop(self, turn_id: str, why: str) -> None:
         """Stop recording a turn: what it still owes is discarded (another node owns it)."""
         live = self._turns.pop(turn_id, None)
