@@ -45,6 +45,18 @@ class Settings(BaseSettings):
     password_workers: int = Field(default=2, ge=1, le=32)
     #: Most drones one user may register.
     max_drones_per_user: int = Field(default=10_000, ge=1)
+    #: Most IDE sockets one user may have connected to one hub node at once.
+    max_ide_sockets_per_user: int = Field(default=2_000, ge=1)
+    #: Events a second one drone socket may send on average, and at once (its burst).
+    drone_events_per_s: int = Field(default=50_000, ge=1)
+    drone_events_burst: int = Field(default=100_000, ge=1)
+    #: Events a second one IDE socket may send on average, and at once.
+    ide_events_per_s: int = Field(default=200, ge=1)
+    ide_events_burst: int = Field(default=1_000, ge=1)
+    #: Events refused in a row for their rate after which the socket is disconnected.
+    flood_strikes: int = Field(default=200, ge=1)
+    #: Largest Socket.IO message a client may send, in bytes (a larger one disconnects it).
+    max_event_bytes: int = Field(default=17_000_000, ge=1024)
     #: Longest a request waits for the database before it is refused as unavailable.
     db_timeout_s: float = Field(default=10.0, gt=0)
     #: Most memory held for stream writes not yet stored; past it new stream events are

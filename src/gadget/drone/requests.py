@@ -222,8 +222,8 @@ class HubRequests:
             return
         code, message = payload.get("code"), payload.get("message")
         turn_id, expected = payload.get("turnId"), payload.get("expected")
-        if code in (ErrorCode.GAP, ErrorCode.FULL) and isinstance(turn_id, str):
-            delay = FULL_RETRY_S if code == ErrorCode.FULL else 0.0
+        if code in (ErrorCode.GAP, ErrorCode.FULL, ErrorCode.LIMIT) and isinstance(turn_id, str):
+            delay = 0.0 if code == ErrorCode.GAP else FULL_RETRY_S
             self.drone.outbox.resend(turn_id, int(expected or 0), delay)
             return
         if code == ErrorCode.REPLACED:

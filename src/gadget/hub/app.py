@@ -35,6 +35,7 @@ from gadget.hub.sockets.base import Dispatcher, HubServer
 from gadget.hub.sockets.connect import ConnectHandlers
 from gadget.hub.sockets.drone import DroneHandlers
 from gadget.hub.sockets.ide import IdeHandlers
+from gadget.hub.sockets.rate import Rates
 from gadget.hub.state.drones import Drones, node_id
 from gadget.hub.state.ides import Ides
 from gadget.hub.state.presence import MemoryPresence
@@ -45,7 +46,6 @@ from gadget.hub.stream.writer import Writer
 from gadget.hub.tasks import Tasks
 from gadget.hub.turns import WorkOrders
 from gadget.hub.users import Users
-from gadget.protocol import MAX_PAYLOAD
 from gadget.store.database import make_engine, migrate
 from gadget.store.repository import Store
 
@@ -125,7 +125,7 @@ def build_hub(settings: Settings) -> Hub:
         cors_allowed_origins=None,  # same origin only: the IDE is served by the hub
         async_handlers=False,  # one connection's events in order (see sockets/drone.py)
         json=fastjson,
-        max_http_buffer_size=2 * MAX_PAYLOAD + 1_000_000,
+        max_http_buffer_size=settings.max_event_bytes,
         client_manager=manager,
     )
     store = Store(make_engine(settings.resolved_database_url()))
@@ -139,7 +139,10 @@ def build_hub(settings: Settings) -> Hub:
         settings.flush_interval_ms / 1000,
         settings.uncommitted_max_bytes,
     )
-    drones, ides = Drones(settings, store, writer, recorder, presence), Ides()
+    drones, ides = (
+        Drones(settings, store, writer, recorder, presence),
+        Ides(settings.max_ide_sockets_per_user),
+    )
     bus, tasks = Bus(sio, settings.ide_queue_max), Tasks()
     core = Core(settings, store, drones, ides, writer, bus, tasks)
     turns = WorkOrders(core)
@@ -156,7 +159,7 @@ def build_hub(settings: Settings) -> Hub:
         settings.db_timeout_s,
     )
     ConnectHandlers(sio, authn, store, drones, ides, bus, sessions, recovery).install()
-    Dispatcher(sio, drones, ides, bus).install(
+    Dispatcher(sio, drones, ides, bus, Rates.of(settings)).install(
         ide=IdeHandlers(ides, sessions, turns, control).table(),
         drone=DroneHandlers(
             drones, writer, bus, turns, recovery, control.approvals, settings.flush_bytes

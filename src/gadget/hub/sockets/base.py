@@ -20,9 +20,10 @@ from socketio import packet as sio_packet
 
 from gadget.hub.bus import Bus
 from gadget.hub.exceptions import HubError, Resend
+from gadget.hub.sockets.rate import Bucket, Rates, Verdict
 from gadget.hub.state.drones import Drones
 from gadget.hub.state.ides import Ides
-from gadget.protocol import ArgsError, HubEvent
+from gadget.protocol import ArgsError, ErrorCode, HubEvent, split_mark
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,9 @@ class Dispatcher:
     `cancelWorkOrder`), so the table is chosen by sender, never by name alone.
     """
 
-    def __init__(self, sio: HubServer, drones: Drones, ides: Ides, bus: Bus) -> None:
+    def __init__(self, sio: HubServer, drones: Drones, ides: Ides, bus: Bus, rates: Rates) -> None:
         self._sio = sio
+        self._rates = rates
         self._drones = drones
         self._ides = ides
         self._bus = bus
@@ -82,12 +84,23 @@ class Dispatcher:
 
     async def dispatch(self, sid: str, event: str, args: list[Any]) -> Reply:
         """Run the handler of `event` for the socket `sid`, mapping errors to a refusal."""
-        if self._drones.by_sid(sid) is not None:
+        drone = self._drones.by_sid(sid)
+        if drone is not None:
             handler = self._drone.get(event)
-        elif sid in self._ides:
-            handler = self._ide.get(event)
+            if drone.bucket is None:
+                drone.bucket = self._rates.drone()
+            bucket = drone.bucket
         else:
-            return None  # connected at the Socket.IO level, but not (or no longer) known
+            ide = self._ides.get(sid)
+            if ide is None:
+                return None  # connected at the Socket.IO level, but not (or no longer) known
+            handler = self._ide.get(event)
+            if ide.bucket is None:
+                ide.bucket = self._rates.ide()
+            bucket = ide.bucket
+        verdict = bucket.take()
+        if verdict is not Verdict.PASS:
+            return await self._over_limit(sid, event, args, bucket, verdict)
         if handler is None:
             name = event[:_NAME_ECHO]
             if event in self._ide or event in self._drone:
@@ -108,6 +121,26 @@ class Dispatcher:
         except Exception:
             logger.exception("handler of %s from %s failed", event, sid)
             return await self.refuse(sid, event, "internal error (logged on the hub)")
+
+    async def _over_limit(
+        self, sid: str, event: str, args: list[Any], bucket: Bucket, verdict: Verdict
+    ) -> Reply:
+        """An event over its socket's rate: refused (a numbered one is resent), or a flood."""
+        message = f"more than {bucket.rate:g} events a second from this socket: slow down"
+        if verdict is Verdict.DISCONNECT:
+            logger.warning("disconnecting %s: it kept sending over its event rate", sid)
+            await self._sio.disconnect(sid)
+            return (False, message)
+        if bucket.strikes == 1:
+            logger.warning("refusing events from %s: %s", sid, message)
+        extra: dict[str, Any] = {"code": ErrorCode.LIMIT.value}
+        _, marked = split_mark(args)
+        if marked is not None:
+            extra["turnId"], extra["expected"] = marked
+        await self._bus.to_sid(
+            sid, HubEvent.ERROR, {"event": event[:_NAME_ECHO], "message": message, **extra}
+        )
+        return (False, message)
 
     async def refuse(
         self, sid: str, event: str, message: str, extra: dict[str, Any] | None = None

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gadget.config import Settings
 from gadget.hub.exceptions import Refused
+from gadget.hub.sockets.rate import Bucket
 from gadget.hub.state.presence import Presence
 from gadget.hub.stream.live import LiveTurn
 from gadget.hub.stream.recorder import Recorder
@@ -107,6 +108,8 @@ class DroneState:
     hello: Hello
     hold: Hold
     mode: WorkspaceMode = WorkspaceMode.IDLE
+    #: Its socket's event rate (sockets/base.py creates it at the first event).
+    bucket: Bucket | None = None
 
     @property
     def epoch(self) -> int:
