@@ -85,7 +85,7 @@ async def test_a_stdio_servers_tools_are_offered_and_called(
     monkeypatch.setenv("GADGET_DRONE_KEY", "sekrit")
     settings = drone_settings(ws, mcp_config=config(tmp_path, {"fake": STDIO}))
     async with McpServers(settings) as mcp:
-        assert mcp.status() == [{"name": "fake", "ok": True, "tools": 7}]
+        assert mcp.status() == [{"name": "fake", "ok": True, "tools": 8}]
         by_name = {t.name: t for t in mcp.tools()}
         assert by_name["fake__add"].read_only and not by_name["fake__write_note"].read_only
         script = [
@@ -107,7 +107,7 @@ async def test_a_stdio_servers_tools_are_offered_and_called(
     add = offered["fake__add"]
     assert add["parameters"]["properties"].keys() == {"a", "b"}
     assert add["description"] == "Add two integers. (tool 'add' of MCP server fake)"
-    assert mcp.status() == [{"name": "fake", "ok": False, "tools": 7, "error": "stopped"}]
+    assert mcp.status() == [{"name": "fake", "ok": False, "tools": 8, "error": "stopped"}]
 
 
 async def test_a_streamable_http_server_with_headers(
@@ -116,7 +116,7 @@ async def test_a_streamable_http_server_with_headers(
     servers = {"remote": {"url": http_url, "headers": {"X-Api-Key": "k-123"}}}
     settings = drone_settings(ws, mcp_config=config(tmp_path, servers))
     async with McpServers(settings) as mcp:
-        assert mcp.status() == [{"name": "remote", "ok": True, "tools": 7}]
+        assert mcp.status() == [{"name": "remote", "ok": True, "tools": 8}]
         script = [
             tool_reply(("h1", "remote__add", {"a": 40, "b": 2})),
             tool_reply(("h2", "remote__header", {"name": "x-api-key"})),
@@ -166,7 +166,7 @@ async def test_broken_servers_are_reported_and_the_rest_work(ws: Path, tmp_path:
     async with McpServers(settings) as mcp:
         status = {s["name"]: s for s in mcp.status()}
         assert status.keys() == set(servers) - {"off"}
-        assert status["fake"] == {"name": "fake", "ok": True, "tools": 7}
+        assert status["fake"] == {"name": "fake", "ok": True, "tools": 8}
         broken = {name: s["error"] for name, s in status.items() if not s["ok"]}
         assert broken.keys() == status.keys() - {"fake"}
         assert "/nonexistent/mcp-server" in broken["missing"]

@@ -358,7 +358,7 @@ async def test_a_drone_without_sandbox_warns_once_and_reports_none(
 
 
 async def test_an_mcp_stdio_server_runs_inside_the_sandbox(
-    ws: Path, tmp_path: Path, bwrap: Sandbox
+    ws: Path, tmp_path: Path, home_secret: Path, bwrap: Sandbox
 ) -> None:
     fake = str(Path(__file__).parents[1] / "fakes" / "mcp_server.py")
     config = tmp_path / "mcp.json"
@@ -372,7 +372,10 @@ async def test_an_mcp_stdio_server_runs_inside_the_sandbox(
         add = await box.execute(ToolCallRequest("m", "fake__add", '{"a": 2, "b": 3}'), ctx)
         note = await box.execute(ToolCallRequest("m", "fake__write_note", '{"text": "hi"}'), ctx)
         tmp = await box.execute(ToolCallRequest("m", "fake__env", '{"name": "TMPDIR"}'), ctx)
-        assert mcp.status() == [{"name": "fake", "ok": True, "tools": 7}]
+        secret = json.dumps({"path": str(home_secret)})
+        home = await box.execute(ToolCallRequest("m", "fake__read", secret), ctx)
+        assert mcp.status() == [{"name": "fake", "ok": True, "tools": 8}]
     assert (add.output, note.ok) == ("5", True)
     assert (ws / "notes.txt").read_text() == "hi\n"
     assert tmp.output in ("/tmp", "(unset)")
+    assert home.output == "cannot read: No such file or directory"  # the home is hidden

@@ -53,6 +53,14 @@ def build() -> MCPServer:
         return os.environ.get(name, "(unset)")
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    def read(path: str) -> str:
+        """The text of a file, or why it cannot be read."""
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            return f"cannot read: {exc.strerror}"
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     def header(name: str, ctx: Context) -> str:
         """A header of the HTTP request that carried this call, or '(none)'."""
         request = ctx.request_context.request
