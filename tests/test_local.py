@@ -234,7 +234,10 @@ async def print_and_forget_the_drone(tmp_path: Path, drone_id: str) -> None:
     key = state["drones"][str(tmp_path / "myproject")]["key"]
     code, out = await up_once(tmp_path, "--print-drone")
     assert code == 0, out
-    assert f"gadget drone --id {drone_id} --key {key} --workspace {tmp_path / 'myproject'}" in out
+    assert (
+        f"GADGET_DRONE_KEY={key} gadget drone --id {drone_id} --workspace {tmp_path / 'myproject'}"
+        in out
+    )
 
     code, out = await up_once(tmp_path, "--forget-drone")
     assert code == 0 and f"forgot the drone of {tmp_path / 'myproject'} ({drone_id})" in out

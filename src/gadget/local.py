@@ -75,7 +75,8 @@ def _print_drone(settings: Settings, workspace: Path) -> int:
     print(f"the drone of {workspace} (from {settings.home / STATE_FILE}):")
     print(f"  id:  {drone_id}\n  key: {key}")
     print("run it by hand, while `gadget hub` serves (not `gadget up`, which runs its own):")
-    print(f"  gadget drone --id {drone_id} --key {key} --workspace {workspace}")
+    print(f"  GADGET_DRONE_KEY={key} gadget drone --id {drone_id} --workspace {workspace}")
+    print("(the key in the environment, not on the command line, where `ps` shows it)")
     return 0
 
 
