@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -360,7 +361,9 @@ async def test_a_drone_without_sandbox_warns_once_and_reports_none(
 async def test_an_mcp_stdio_server_runs_inside_the_sandbox(
     ws: Path, tmp_path: Path, home_secret: Path, bwrap: Sandbox
 ) -> None:
-    fake = str(Path(__file__).parents[1] / "fakes" / "mcp_server.py")
+    # A copy in the workspace: the clone itself may lie in a folder the sandbox hides (/tmp).
+    fake = str(ws / "mcp_server.py")
+    shutil.copy(Path(__file__).parents[1] / "fakes" / "mcp_server.py", fake)
     config = tmp_path / "mcp.json"
     config.write_text(
         json.dumps({"mcpServers": {"fake": {"command": sys.executable, "args": [fake]}}})

@@ -17,6 +17,6 @@ def test_a_pass_forgives_earlier_strikes_and_tokens_refill_up_to_the_burst() -> 
     now = bucket.stamp
     bucket.take(now), bucket.take(now)
     assert bucket.take(now) is Verdict.REFUSE and bucket.strikes == 1
-    assert bucket.take(now + 0.1) is Verdict.PASS and bucket.strikes == 0  # one token back
+    assert bucket.take(now + 0.15) is Verdict.PASS and bucket.strikes == 0  # a token back
     later = now + 3600  # an hour idle refills to the burst, not beyond
     assert [bucket.take(later) for _ in range(3)] == [Verdict.PASS, Verdict.PASS, Verdict.REFUSE]
