@@ -90,7 +90,6 @@ class Rig:
         token = await api.signup(user)
         drone_id, key = await api.create_drone(token, f"box-{user}")
         project_id = await api.create_project(token, "calc")
-        ws.mkdir(parents=True, exist_ok=True)
         values: dict[str, Any] = {"sandbox": "none", "checkpoints": False, **drone}
         settings = drone_settings(
             ws,

@@ -100,9 +100,7 @@ async def test_a_hub_stopped_while_the_database_is_down_acks_nothing_it_did_not_
     hub = await procs.hub(database_url=url, db_timeout_s=5.0, **HUB)
     async with ScriptedLLM([numbered_reply(tokens, chunk_delay_s=0.005)]) as llm:
         # Unacknowledged events bounded (~600 tokens): the stream waits for the hub.
-        rig = await Rig.start(
-            procs, llm, ws, hub=hub, outbox_max_bytes=16_384, llm_timeout_s=60
-        )
+        rig = await Rig.start(procs, llm, ws, hub=hub, outbox_max_bytes=16_384, llm_timeout_s=60)
         viewer = await rig.viewer()
         turn_id = await viewer.prompt("count")
         view = viewer.turn(turn_id)

@@ -29,9 +29,7 @@ def last_shown(view: TurnView) -> int:
 
 
 @pytest.mark.timeout(60 + 12 * KILLS)
-async def test_hub_killed_mid_stream_loses_and_doubles_nothing(
-    procs: Processes, ws: Path
-) -> None:
+async def test_hub_killed_mid_stream_loses_and_doubles_nothing(procs: Processes, ws: Path) -> None:
     reply = numbered_reply(TOKENS, chunk_delay_s=0.004)
     async with ScriptedLLM([reply]) as llm:
         rig = await Rig.start(procs, llm, ws, outbox_max_bytes=4096, llm_timeout_s=60)

@@ -68,7 +68,9 @@ async def test_completions_lost_in_flight_and_hub_restarts_never_leave_a_turn_pr
         cut = time.monotonic()
         figures.append(await wait_ended(rig, turn_id, cut))
         await viewer.wait_done(turn_id)
-        assert_complete(rig, await rig.stored(turn_id), responding(await rig.stored(turn_id)), view.text())
+        assert_complete(
+            rig, await rig.stored(turn_id), responding(await rig.stored(turn_id)), view.text()
+        )
 
         # 2. The hub forwarded the completion, then died before storing it.
         turn_id = await viewer.prompt("count")
@@ -100,9 +102,11 @@ async def test_completions_lost_in_flight_and_hub_restarts_never_leave_a_turn_pr
         assert_complete(rig, turn, responding(turn), view.text())
         await rig.close()
 
+    cut_s, unstored_s, finished_s = figures
     print(
-        "seconds until the turn ended: completion cut in flight %.1f, hub killed before "
-        "storing it %.1f, drone finished while the hub was down %.1f" % tuple(figures)
+        f"seconds until the turn ended: completion cut in flight {cut_s:.1f}, hub killed "
+        f"before storing it {unstored_s:.1f}, drone finished while the hub was down "
+        f"{finished_s:.1f}"
     )
     assert all(s < ENDS_WITHIN_S for s in figures), figures
 
