@@ -4,7 +4,7 @@ A :class:`Viewer` is one IDE socket that locks a drone's chat session and keeps 
 locked: after any disconnect (a hub killed, a connection cut) it connects again and
 re-locks the same session, until the test closes it. Each turn it sees is a
 :class:`TurnView`: `turnSnapshot` (or, when the turn ended while the socket was away, the
-stored turn from REST) replaces the view, and every numbered stream event moves the
+stored turn from REST, when newer) replaces the view, and every numbered stream event moves the
 turn's cursor by its trailing `{"turnId", "seq"}`: a seq at or below the cursor is a
 resend and is ignored, one beyond the next is held until the missing ones arrive (or a
 snapshot covers them). So what the view holds is exactly what a person would see, and a
@@ -84,9 +84,10 @@ class TurnView:
 
     # -- what arrives ----------------------------------------------------------
     def replace(self, turn: dict[str, Any], *, from_rest: bool = False) -> bool:
-        """A whole turn (snapshot or stored) replaces the view unless it is older."""
+        """A whole turn replaces the view: a snapshot always (as the web IDE does: the
+        stream after it continues it exactly), a stored turn only when it is newer."""
         seq = int(turn.get("seq", 0))
-        if seq < self.cursor:
+        if from_rest and seq < self.cursor:
             return False
         self.cursor, self.attempt = seq, int(turn.get("retries", 0)) + 1
         self.blocks = [
