@@ -31,7 +31,8 @@ as a last chunk with no choices (and ``"usage": null`` on the others).
 ``GET /v1/models`` lists :attr:`ScriptedLLM.models` (or fails with ``models_status``).
 
 A test can hold a stream mid-way: ``llm.pause(after=290)`` makes the stream wait before
-its chunk 291 (``pause()``: before the next one) until ``llm.resume()``, and
+its chunk 291 (``pause()``: before the next one) until ``llm.resume()`` (or
+``llm.hold_at(n)``: go on, and hold again after chunk n), and
 ``await llm.wait_sent(290)`` waits until the current stream has sent that many chunks.
 
 For fault tests, ``numbered_reply(2400, chunk_delay_s=0.005)`` streams ``t0001 t0002 …
@@ -295,6 +296,11 @@ class ScriptedLLM:
         if after is None:
             self._flowing.clear()
         self._pause_after = after
+
+    def hold_at(self, count: int) -> None:
+        """Let the current stream go on until it has sent `count` chunks, then hold it."""
+        self._pause_after = count
+        self._flowing.set()
 
     def resume(self) -> None:
         """Let held streams go on (and stop holding at a count)."""

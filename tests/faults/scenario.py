@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,10 @@ from gadget.config import DroneSettings
 from tests.drone.helpers import drone_settings
 from tests.fakes.llm_server import ScriptedLLM
 from tests.fakes.processes import DroneProcess, HubProcess, Processes
-from tests.faults.viewer import Viewer
+from tests.faults.viewer import TurnView, Viewer
 from tests.harness import HubClient
 
-__all__ = ["HUB", "KILLS", "Rig", "responding"]
+__all__ = ["AHEAD", "HUB", "KILLS", "Rig", "last_shown", "mid_stream", "responding"]
 
 #: SIGKILLs of the hub in the kill test (`GADGET_FAULT_KILLS`, default 20).
 KILLS = int(os.environ.get("GADGET_FAULT_KILLS", "20"))
@@ -40,6 +41,29 @@ HUB: dict[str, Any] = {
     "retry_delay_ms": 300,
     "recovery_window_s": 2.0,
 }
+
+
+#: Tokens the model may stream past the point where a test places a fault.
+AHEAD = 60
+
+_LAST = re.compile(r"t(\d+) $")
+
+
+def last_shown(view: TurnView) -> int:
+    """The number of the last token the viewer shows (0 before the first)."""
+    found = _LAST.search(view.text()[-12:])
+    return int(found.group(1)) if found else 0
+
+
+async def mid_stream(
+    llm: ScriptedLLM, viewer: Viewer, view: TurnView, at: int, ahead: int = AHEAD
+) -> None:
+    """Stream (one token a chunk) until the IDE shows token `at`, the model holding `ahead`
+    tokens later: a fault placed now lands with tokens on their way, and the turn cannot
+    end before the next call (or ``llm.resume()``), however slow the machine."""
+    llm.hold_at(at + ahead)
+    await viewer.wait(lambda: last_shown(view) >= at, timeout=90)
+    assert view.done is None, f"the turn ended before token {at}"
 
 
 def responding(turn: dict[str, Any], attempt: int | None = None) -> str:
@@ -112,9 +136,14 @@ class Rig:
         return viewer
 
     async def close(self) -> None:
-        """Close the viewers (the processes are the fixture's)."""
+        """Close the viewers, then stop the drone while its hub is up (it has nothing left
+        to send: it stops at once), then the hub."""
         for viewer in self.viewers:
             await viewer.close()
+        if self.drone is not None and self.drone.running:
+            await self.drone.terminate()
+        if self.hub.running:
+            await self.hub.terminate()
 
     async def turn(self, turn_id: str) -> dict[str, Any] | None:
         """The turn from REST now, or None while the hub does not answer."""

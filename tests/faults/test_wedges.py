@@ -17,8 +17,7 @@ import pytest
 from tests.fakes.llm_server import ScriptedLLM, count_tokens, numbered_reply, text_reply
 from tests.fakes.processes import DroneProcess, Processes
 from tests.fakes.tcp_proxy import TcpProxy
-from tests.faults.scenario import HUB, Rig, responding
-from tests.faults.test_hub_kill import last_shown
+from tests.faults.scenario import HUB, Rig, last_shown, responding
 
 TOKENS = 300
 #: A turn whose drone comes back must end within this many seconds of the hub serving.
@@ -151,7 +150,7 @@ async def test_a_killed_drone_retries_and_a_cancel_during_the_retry_delay_sticks
         await viewer.wait_done(turn_id, timeout=30)
         turn = await rig.stored(turn_id)
         requests = len(llm.requests)
-        await asyncio.sleep(2.5 + 1.0)  # past the retry delay and a few sweeps
+        await asyncio.sleep(2.5 + 0.5)  # past the retry delay and a few sweeps
         assert len(llm.requests) == requests == 3
         await rig.close()
 
@@ -178,6 +177,9 @@ async def test_two_drones_with_one_id_the_older_is_told_why_and_exits(
         await asyncio.sleep(2.0)  # a replace loop would show in the hub's log by now
         r = await rig.api.http.get("/api/drones", headers=rig.api.bearer(rig.token))
         listed = {d["_id"]: d for d in r.json()}[rig.drone_id]
+        assert newer.running
+        assert await newer.terminate() == 0
+        await rig.close()
 
     hub_log = rig.hub.output.text()
     told = older.output.text()
@@ -189,7 +191,7 @@ async def test_two_drones_with_one_id_the_older_is_told_why_and_exits(
     )
     assert code == 3  # EXIT_REPLACED: not restarted by `gadget up`
     assert f"pid {newer.pid}" in told and "was started again on host" in told
-    assert newer.running and listed["online"] is True
+    assert listed["online"] is True
     assert listed["conflict"] is not None and listed["conflict"]["pid"] == newer.pid
     assert hub_log.count("another process connected from") == 1
     assert hub_log.count("closing its older socket") == 0

@@ -218,6 +218,9 @@ class Viewer:
     async def _until(self, pred: Callable[[], bool], timeout: float) -> None:
         async with asyncio.timeout(timeout):
             while not pred():
+                if self._task is not None and self._task.done():
+                    self._task.result()  # the viewer's loop failed: say why
+                    raise RuntimeError("the viewer was closed")
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), GAP_FILL_S / 2)
@@ -238,8 +241,8 @@ class Viewer:
                 )
                 self.connects += 1
                 await self._lock(sio)
-            except (socketio.exceptions.ConnectionError, TimeoutError, OSError) as exc:
-                logger.info("viewer: %s; again in %.1fs", exc or type(exc).__name__, RETRY_S)
+            except Exception as exc:  # a hub that is down, starting or going away
+                logger.info("viewer: %r; again in %.1fs", exc, RETRY_S)
                 with contextlib.suppress(Exception):
                     await sio.disconnect()
                 await asyncio.sleep(RETRY_S)
