@@ -49,5 +49,5 @@ async def test_hub_killed_mid_stream_loses_and_doubles_nothing(procs: Processes,
     assert shown == (0, 0)
     assert view.done == (True, None)
     # It streamed from every hub (a kill may land between a re-lock's snapshot and its ack).
-    assert viewer.connects == KILLS + 1
+    assert viewer.connects >= KILLS + 1
     assert rig.hub.output.text().count("hub listening on") == KILLS + 1
