@@ -21,7 +21,10 @@ from typing import Any
 
 import httpx
 
-from gadget.config import DroneSettings
+from gadget.config import DroneSettings, Settings
+from gadget.hub.auth import Auth
+from gadget.store.database import make_engine, migrate
+from gadget.store.repository import Store
 from tests.drone.helpers import drone_settings
 from tests.fakes.llm_server import ScriptedLLM
 from tests.fakes.processes import DroneProcess, HubProcess, Processes
@@ -66,6 +69,25 @@ async def mid_stream(
     assert view.done is None, f"the turn ended before token {at}"
 
 
+async def seed(settings: Settings, user: str) -> tuple[str, str, str, str]:
+    """Create `user`, a drone and a project in a hub's database before the hub runs;
+    the user's token, the drone's id and key, the project's id."""
+    settings.ensure_home()
+    url = settings.resolved_database_url()
+    await migrate(url)
+    store = Store(make_engine(url))
+    auth = Auth(settings.resolved_secret_key(), settings.token_ttl_s, 1)
+    try:
+        row = await store.create_user(user, await auth.hash_password("pw-secret"))
+        key, key_hash = Auth.new_drone_key()
+        drone = await store.create_drone(row.id, f"box-{user}", "", key_hash)
+        project = await store.create_project(row.id, "calc", "")
+        return auth.issue_token(row.id), drone.id, key, project.id
+    finally:
+        auth.close()
+        await store.close()
+
+
 def responding(turn: dict[str, Any], attempt: int | None = None) -> str:
     """The responding text of a stored turn (of one attempt, or all)."""
     return "".join(
@@ -103,17 +125,22 @@ class Rig:
         start_drone: bool = True,
         **drone: Any,
     ) -> Rig:
-        """A hub (started with :data:`HUB` unless given), `user`, a drone and a project.
+        """A hub (with :data:`HUB` unless given), `user`, a drone and a project.
 
+        A hub not started yet gets them in its database first (as `gadget user add` does),
+        so that the hub and the drone start together; a running one over REST.
         `drone_url` is where the drone connects (a proxy in front of the hub); the other
         keywords are DroneSettings.
         """
         if hub is None:
-            hub = await procs.hub(**HUB)
+            hub = await procs.hub(start=False, **HUB)
         api = procs.client(hub.url)
-        token = await api.signup(user)
-        drone_id, key = await api.create_drone(token, f"box-{user}")
-        project_id = await api.create_project(token, "calc")
+        if hub.running:
+            token = await api.signup(user)
+            drone_id, key = await api.create_drone(token, f"box-{user}")
+            project_id = await api.create_project(token, "calc")
+        else:
+            token, drone_id, key, project_id = await seed(hub.settings, user)
         values: dict[str, Any] = {"sandbox": "none", "checkpoints": False, **drone}
         settings = drone_settings(
             ws,
@@ -124,8 +151,13 @@ class Rig:
             **values,
         )
         rig = cls(procs, hub, api, token, drone_id, key, project_id, settings)
+        starting = [] if hub.running else [hub.start()]
         if start_drone:
-            rig.drone = await procs.drone(settings, api, token, name=f"drone-{user}")
+            rig.drone = procs.add(
+                DroneProcess(settings, api, token, procs.log(f"drone-{user}"), f"drone-{user}")
+            )
+            starting.append(rig.drone.start())
+        await asyncio.gather(*starting)
         return rig
 
     async def viewer(self, url: str | None = None) -> Viewer:

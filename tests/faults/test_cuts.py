@@ -24,10 +24,10 @@ CUTS = 6
 
 @pytest.mark.timeout(180)
 async def test_cut_connections_lose_and_double_nothing(procs: Processes, ws: Path) -> None:
-    hub = await procs.hub(**HUB)
+    hub = await procs.hub(start=False, **HUB)
     port = urlsplit(hub.url).port
     assert port is not None
-    reply = numbered_reply(TOKENS, chunk_delay_s=0.004)
+    reply = numbered_reply(TOKENS, chunk_delay_s=0.002)
     async with (
         ScriptedLLM([reply]) as llm,
         TcpProxy("127.0.0.1", port) as to_drone,

@@ -55,7 +55,7 @@ async def test_two_outages_mid_stream_lose_nothing_and_the_ide_keeps_streaming(
 ) -> None:
     proxy, url = db_proxy
     tokens = 2400
-    hub = await procs.hub(database_url=url, db_timeout_s=5.0, **HUB)
+    hub = await procs.hub(start=False, database_url=url, db_timeout_s=5.0, **HUB)
     async with ScriptedLLM([numbered_reply(tokens, chunk_delay_s=0.005)]) as llm:
         rig = await Rig.start(procs, llm, ws, hub=hub, llm_timeout_s=60)
         viewer = await rig.viewer()
@@ -97,7 +97,7 @@ async def test_a_hub_stopped_while_the_database_is_down_acks_nothing_it_did_not_
 ) -> None:
     proxy, url = db_proxy
     tokens = 2400
-    hub = await procs.hub(database_url=url, db_timeout_s=5.0, **HUB)
+    hub = await procs.hub(start=False, database_url=url, db_timeout_s=5.0, **HUB)
     async with ScriptedLLM([numbered_reply(tokens, chunk_delay_s=0.005)]) as llm:
         rig = await Rig.start(procs, llm, ws, hub=hub, llm_timeout_s=60)
         viewer = await rig.viewer()

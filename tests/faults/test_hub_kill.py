@@ -21,7 +21,7 @@ TOKENS = 2400
 
 @pytest.mark.timeout(60 + 12 * KILLS)
 async def test_hub_killed_mid_stream_loses_and_doubles_nothing(procs: Processes, ws: Path) -> None:
-    reply = numbered_reply(TOKENS, chunk_delay_s=0.004)
+    reply = numbered_reply(TOKENS, chunk_delay_s=0.002)
     async with ScriptedLLM([reply]) as llm:
         rig = await Rig.start(procs, llm, ws, llm_timeout_s=60)
         viewer = await rig.viewer()

@@ -42,7 +42,7 @@ async def test_completions_lost_in_flight_and_hub_restarts_never_leave_a_turn_pr
 ) -> None:
     # Writes are committed (and acknowledged) only every 2 s: a hub killed right after it
     # forwarded a completion has not stored it.
-    hub = await procs.hub(flush_interval_ms=2000, **HUB)
+    hub = await procs.hub(start=False, flush_interval_ms=2000, **HUB)
     port = urlsplit(hub.url).port
     assert port is not None
     replies = [numbered_reply(TOKENS, chunk_delay_s=0.002) for _ in range(3)]
@@ -114,7 +114,7 @@ async def test_completions_lost_in_flight_and_hub_restarts_never_leave_a_turn_pr
 async def test_a_killed_drone_retries_and_a_cancel_during_the_retry_delay_sticks(
     procs: Processes, ws: Path
 ) -> None:
-    hub = await procs.hub(**{**HUB, "retry_delay_ms": 2500})
+    hub = await procs.hub(start=False, **{**HUB, "retry_delay_ms": 2500})
     never = text_reply("this attempt must never run")
     replies = [numbered_reply(TOKENS * 2, chunk_delay_s=0.004) for _ in range(3)] + [never]
     async with ScriptedLLM(replies) as llm:
