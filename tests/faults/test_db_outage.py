@@ -131,3 +131,36 @@ async def test_a_hub_stopped_while_the_database_is_down_acks_nothing_it_did_not_
     assert turn["status"] == "finished", turn.get("errorMessage")
     assert stored == (0, 0)
     assert shown == (0, 0)
+
+
+@pytest.mark.timeout(150)
+async def test_a_drone_that_leaves_during_an_outage_and_never_returns_loses_its_turn(
+    procs: Processes, ws: Path, db_proxy: tuple[TcpProxy, str]
+) -> None:
+    proxy, url = db_proxy
+    grace_s = 2.0
+    hub = await procs.hub(
+        start=False, database_url=url, **{**HUB, "db_timeout_s": 1.0, "drone_grace_s": grace_s}
+    )
+    async with ScriptedLLM([numbered_reply(600, chunk_delay_s=0.005)]) as llm:
+        rig = await Rig.start(procs, llm, ws, hub=hub, llm_timeout_s=60)
+        assert rig.drone is not None
+        viewer = await rig.viewer()
+        turn_id = await viewer.prompt("count")
+        view = viewer.turn(turn_id)
+        await mid_stream(llm, viewer, view, 100)
+        proxy.refuse()
+        proxy.abort_all()
+        await wait_health(rig, "degraded")
+        await rig.drone.kill()  # it leaves while its grace deadline cannot be stored
+        await asyncio.sleep(1.0 + 0.5)  # longer than the hub waits for the database
+        proxy.accept()
+        await wait_health(rig, "ok")
+        back = time.monotonic()
+        turn = await rig.stored(turn_id, timeout=grace_s + 20)
+        ended_s = time.monotonic() - back
+        await rig.close()
+
+    print(f"a drone gone during an outage: its turn ended {ended_s:.1f} s after the database")
+    assert turn["status"] == "error" and turn["errorMessage"] == "drone disconnected", turn
+    assert count_tokens(responding(turn), 600).duplicated == 0

@@ -19,7 +19,7 @@ from tests.faults.scenario import KILLS, Rig, mid_stream, responding
 TOKENS = 2400
 
 
-@pytest.mark.timeout(60 + 12 * KILLS)
+@pytest.mark.timeout(120 + 20 * KILLS)
 async def test_hub_killed_mid_stream_loses_and_doubles_nothing(procs: Processes, ws: Path) -> None:
     reply = numbered_reply(TOKENS, chunk_delay_s=0.002)
     async with ScriptedLLM([reply]) as llm:
