@@ -2,7 +2,8 @@
 
 Each scenario once wedged a turn or a drone (issue 7 §4): a `workOrderComplete` lost in
 flight, a hub restarted after its drone had finished, a cancel during a crash-recovery
-retry delay, a drone killed mid-turn, and two drone processes with one id.
+retry delay, a drone killed mid-turn, a drone back without the turn it was running, and
+two drone processes with one id.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.fakes.llm_server import ScriptedLLM, count_tokens, numbered_reply, text_reply
+from tests.fakes.llm_server import ScriptedLLM, count_tokens, numbered_reply
 from tests.fakes.processes import DroneProcess, Processes
 from tests.fakes.tcp_proxy import TcpProxy
-from tests.faults.scenario import HUB, Rig, last_shown, responding
+from tests.faults.scenario import HUB, Rig, last_shown, mid_stream, responding
 
 TOKENS = 300
 #: A turn whose drone comes back must end within this many seconds of the hub serving.
@@ -111,12 +112,11 @@ async def test_completions_lost_in_flight_and_hub_restarts_never_leave_a_turn_pr
 
 
 @pytest.mark.timeout(180)
-async def test_a_killed_drone_retries_and_a_cancel_during_the_retry_delay_sticks(
+async def test_a_killed_drone_retries_a_cancel_in_the_retry_delay_sticks_an_orphan_ends(
     procs: Processes, ws: Path
 ) -> None:
     hub = await procs.hub(start=False, **{**HUB, "retry_delay_ms": 2500})
-    never = text_reply("this attempt must never run")
-    replies = [numbered_reply(TOKENS * 2, chunk_delay_s=0.004) for _ in range(3)] + [never]
+    replies = [numbered_reply(TOKENS * 2, chunk_delay_s=0.004) for _ in range(4)]
     async with ScriptedLLM(replies) as llm:
         rig = await Rig.start(procs, llm, ws, hub=hub, llm_timeout_s=60)
         drone = rig.drone
@@ -127,8 +127,9 @@ async def test_a_killed_drone_retries_and_a_cancel_during_the_retry_delay_sticks
         # new attempt streams the whole answer again and the turn finishes.
         turn_id = await viewer.prompt("count")
         view = viewer.turn(turn_id)
-        await viewer.wait(lambda: last_shown(view) >= TOKENS // 2)
+        await mid_stream(llm, viewer, view, TOKENS // 2)
         await drone.kill()
+        llm.resume()
         await drone.start()
         await drone.output.wait_for(f"crash recovery of turn {turn_id}: retry", timeout=30)
         await viewer.wait_done(turn_id, timeout=60)
@@ -141,23 +142,42 @@ async def test_a_killed_drone_retries_and_a_cancel_during_the_retry_delay_sticks
         # SIGKILL again, and the person cancels while the retry waits: it is never sent.
         turn_id = await viewer.prompt("count")
         view = viewer.turn(turn_id)
-        await viewer.wait(lambda: last_shown(view) >= TOKENS // 2)
+        await mid_stream(llm, viewer, view, TOKENS // 2)
         await drone.kill()
+        llm.resume()
         since = len(drone.output.lines)
         await drone.start()
         await drone.output.wait_for(f"crash recovery of turn {turn_id}: retry", since=since)
         assert await viewer.call("cancelWorkOrder", turn_id) in (True, [True])
         await viewer.wait_done(turn_id, timeout=30)
-        turn = await rig.stored(turn_id)
+        cancelled = await rig.stored(turn_id)
         requests = len(llm.requests)
         await asyncio.sleep(2.5 + 0.5)  # past the retry delay and a few sweeps
         assert len(llm.requests) == requests == 3
+        log = "\n".join(drone.output.lines[since:])
+        assert f"turn {turn_id} started" not in log  # the work order was never sent again
+        assert view.done is not None and view.done[0] is False
+
+        # SIGKILL, and the workspace loses its work-order cache: the restarted drone runs
+        # nothing and recovers nothing, so the turn ends at once with the reason.
+        turn_id = await viewer.prompt("count")
+        view = viewer.turn(turn_id)
+        await mid_stream(llm, viewer, view, TOKENS // 2)
+        await drone.kill()
+        llm.resume()
+        await asyncio.to_thread((ws / ".gadget" / "work-order.json").unlink)
+        await drone.start()
+        online = time.monotonic()
+        orphan = await rig.stored(turn_id, timeout=ENDS_WITHIN_S + 20)
+        orphan_s = time.monotonic() - online
+        await viewer.wait_done(turn_id, timeout=30)
         await rig.close()
 
-    log = "\n".join(drone.output.lines[since:])
-    assert turn["status"] == "error" and turn.get("cancelled") is True, turn
-    assert view.done is not None and view.done[0] is False
-    assert f"turn {turn_id} started" not in log  # the work order was never sent again
+    print(f"a turn its restarted drone no longer runs ended {orphan_s:.1f} s after it was back")
+    assert cancelled["status"] == "error" and cancelled.get("cancelled") is True, cancelled
+    assert orphan["status"] == "error", orphan
+    assert "no longer running it" in orphan["errorMessage"], orphan
+    assert orphan_s < ENDS_WITHIN_S
 
 
 @pytest.mark.timeout(120)
