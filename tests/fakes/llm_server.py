@@ -30,6 +30,11 @@ as a last chunk with no choices (and ``"usage": null`` on the others).
 
 ``GET /v1/models`` lists :attr:`ScriptedLLM.models` (or fails with ``models_status``).
 
+A test can hold a stream mid-way: ``llm.pause(after=290)`` makes the stream wait before
+its chunk 291 (``pause()``: before the next one) until ``llm.resume()`` (or
+``llm.hold_at(n)``: go on, and hold again after chunk n), and
+``await llm.wait_sent(290)`` waits until the current stream has sent that many chunks.
+
 For fault tests, ``numbered_reply(2400, chunk_delay_s=0.005)`` streams ``t0001 t0002 …
 t2400`` one token a chunk, and ``count_tokens(shown_text, 2400)`` says how many of them are
 missing from a stored or shown text and how many are there more than once or out of order.
@@ -238,6 +243,12 @@ class ScriptedLLM:
         self._handlers: set[asyncio.Task[Any]] = set()
         self._requested = asyncio.Condition()
         self._gone = asyncio.Event()
+        #: Chunks sent by the current (latest) stream.
+        self.sent = 0
+        self._sent_changed = asyncio.Condition()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._pause_after: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -279,6 +290,38 @@ class ScriptedLLM:
         """Wait until a client closed a stream before its end."""
         async with asyncio.timeout(timeout):
             await self._gone.wait()
+
+    def pause(self, after: int | None = None) -> None:
+        """Hold the current and later streams once they have sent `after` chunks (None: now)."""
+        if after is None:
+            self._flowing.clear()
+        self._pause_after = after
+
+    def hold_at(self, count: int) -> None:
+        """Let the current stream go on until it has sent `count` chunks, then hold it."""
+        self._pause_after = count
+        self._flowing.set()
+
+    def resume(self) -> None:
+        """Let held streams go on (and stop holding at a count)."""
+        self._pause_after = None
+        self._flowing.set()
+
+    async def wait_sent(self, count: int, timeout: float = 10) -> None:
+        """Wait until the current stream has sent `count` chunks."""
+        async with asyncio.timeout(timeout), self._sent_changed:
+            await self._sent_changed.wait_for(lambda: self.sent >= count)
+
+    async def _gate(self) -> None:
+        """Wait here while the stream is held (before each chunk)."""
+        if self._pause_after is not None and self.sent >= self._pause_after:
+            self._flowing.clear()
+        await self._flowing.wait()
+
+    async def _count_sent(self) -> None:
+        async with self._sent_changed:
+            self.sent += 1
+            self._sent_changed.notify_all()
 
     # -- HTTP ------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -353,8 +396,10 @@ class ScriptedLLM:
         created, model = int(time.time()), request.get("model", "scripted")
         base = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": created,
                 "model": model, **({"usage": None} if with_usage else {})}  # fmt: skip
+        self.sent = 0
         try:
             for chunk in reply.chunks:
+                await self._gate()
                 if reply.chunk_delay_s:
                     await asyncio.sleep(reply.chunk_delay_s)
                 choice = {
@@ -364,6 +409,7 @@ class ScriptedLLM:
                 }
                 data = {**base, "choices": [choice]}
                 await _send_chunk(writer, f"data: {json.dumps(data)}\n\n".encode())
+                await self._count_sent()
             if with_usage and reply.usage is not None:
                 data = {**base, "choices": [], "usage": reply.usage}
                 await _send_chunk(writer, f"data: {json.dumps(data)}\n\n".encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -47,3 +48,27 @@ async def test_the_scripted_server_streams_them_in_paced_chunks() -> None:
                     deltas.append(delta.get("content", ""))
     assert "".join(deltas) == numbered_text(50)
     assert count_tokens("".join(deltas), 50) == (0, 0)
+
+
+async def test_a_stream_can_be_held_after_a_count_of_chunks_and_let_go() -> None:
+    async with (
+        ScriptedLLM([numbered_reply(10)]) as llm,
+        httpx.AsyncClient(base_url=llm.base_url) as http,
+    ):
+        llm.pause(after=4)
+        body = {"model": "scripted", "stream": True, "messages": [{"role": "user", "content": "n"}]}
+        text: list[str] = []
+
+        async def read() -> None:
+            async with http.stream("POST", "/chat/completions", json=body) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data: {"):
+                        text.append(json.loads(line[6:])["choices"][0]["delta"].get("content", ""))
+
+        reader = asyncio.create_task(read())
+        await llm.wait_sent(4)
+        await asyncio.sleep(0.1)
+        assert llm.sent == 4 and not reader.done()  # held before chunk 5
+        llm.resume()
+        await reader
+    assert llm.sent == 11 and "".join(text) == numbered_text(10)  # 10 deltas and the finish

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gadget.config import Settings
-from gadget.hub.exceptions import Refused
+from gadget.hub.exceptions import Refused, Unavailable
 from gadget.hub.sockets.rate import Bucket
 from gadget.hub.state.presence import Presence
 from gadget.hub.stream.live import LiveTurn
@@ -213,9 +213,11 @@ class Drones:
         self,
         fn: Callable[[AsyncSession], Awaitable[T]],
         on_commit: Callable[[T], None] | None = None,
+        *,
+        keep: bool = False,
     ) -> T:
         return await self._writer.transact(
-            fn, timeout=self._settings.db_timeout_s, on_commit=on_commit
+            fn, timeout=self._settings.db_timeout_s, on_commit=on_commit, keep=keep
         )
 
     async def connect(
@@ -279,9 +281,18 @@ class Drones:
         await self.presence.drone_gone(state.drone_id, sid, lastSeen=seen)
         if state.epoch:
             deadline = utcnow() + timedelta(seconds=self._settings.drone_grace_s)
-            await self._run(
-                lambda s: leases.away(s, state.drone_id, self.node, state.epoch, deadline)
-            )
+            epoch = state.epoch
+            try:  # kept until stored: else a turn whose drone never returns stays processing
+                await self._run(
+                    lambda s: leases.away(s, state.drone_id, self.node, epoch, deadline),
+                    keep=True,
+                )
+            except Unavailable:
+                logger.warning(
+                    "drone %s left while the database is unavailable: its grace period "
+                    "is stored once the database is back",
+                    state.drone_id,
+                )
         return state
 
     def _forget(self, state: DroneState) -> None:

@@ -49,6 +49,8 @@ class _Transition:
     on_commit: Callable[[Any], None] | None = None
     started: bool = False
     abandoned: bool = False
+    #: Never abandoned: retried until it commits, whether or not its caller still waits.
+    keep: bool = False
 
 
 @dataclass
@@ -129,13 +131,17 @@ class Writer:
         timeout: float,
         on_commit: Callable[[T], None] | None = None,
         after_stream: bool = True,
+        keep: bool = False,
     ) -> T:
         """Run `fn` in a transaction after everything applied so far; its result.
 
         `on_commit` runs as soon as the transaction commits, before the writer goes on:
         the in-memory side of a transition, which later writes must already see.
         `after_stream=False` is for reads and bookkeeping that no stream write depends on
-        (the sweep): the live turns are not sealed for it.
+        (the sweep): the live turns are not sealed for it. `keep=True` is for a transition
+        that must land even when nobody waits for it any more (a drone leaving): like the
+        stream's batches it is retried until it commits, and its caller is only told, after
+        `timeout`, that the database is unavailable.
 
         Raises:
             Unavailable: the transaction could not start within `timeout` seconds
@@ -144,17 +150,19 @@ class Writer:
         if after_stream:
             self._seal()
         loop = asyncio.get_running_loop()
-        item = _Transition(fn, loop.create_future(), on_commit)
+        item = _Transition(fn, loop.create_future(), on_commit, keep=keep)
+        if keep:  # its outcome may come when nobody waits: never "never retrieved"
+            item.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queue.append(item)
         self._wake.set()
         try:
             result: T = await asyncio.wait_for(asyncio.shield(item.future), timeout)
             return result
         except TimeoutError:
-            if item.started:
+            if item.started and not keep:
                 result = await item.future
                 return result
-            item.abandoned = True
+            item.abandoned = not keep
             reason = self.health.reason or "the hub's writer is busy"
             raise Unavailable(f"the database is unavailable ({reason}); try again") from None
 
@@ -273,21 +281,23 @@ class Writer:
             item.future.set_result(None)
             return
         item.started = True
-        try:
-            async with self._store.transaction() as session:
-                result = await item.fn(session)
-        except asyncio.CancelledError:
-            item.future.cancel()
-            raise
-        except Exception as exc:
-            if _unreachable(exc):
-                self._down(exc, 0)
-                item.future.set_exception(
-                    Unavailable(f"the database is unavailable ({_reason(exc)}); try again")
-                )
-            else:
-                item.future.set_exception(exc)
-            return
+        failures = 0
+        while True:
+            try:
+                async with self._store.transaction() as session:
+                    result = await item.fn(session)
+                break
+            except asyncio.CancelledError:
+                item.future.cancel()
+                raise
+            except Exception as exc:
+                if item.keep and _unreachable(exc):
+                    failures += 1
+                    self._down(exc, 0)
+                    await self._pause(failures)
+                    continue
+                self._fail(item, exc)
+                return
         self._up()
         if item.on_commit is not None:
             try:
@@ -295,6 +305,15 @@ class Writer:
             except Exception:
                 logger.exception("the in-memory side of a transition failed")
         item.future.set_result(result)
+
+    def _fail(self, item: _Transition, exc: Exception) -> None:
+        if _unreachable(exc):
+            self._down(exc, 0)
+            item.future.set_exception(
+                Unavailable(f"the database is unavailable ({_reason(exc)}); try again")
+            )
+        else:
+            item.future.set_exception(exc)
 
     def _down(self, exc: BaseException, turns: int) -> None:
         h = self.health
