@@ -20,9 +20,11 @@ away that long is released (never mid-turn).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from gadget.hub.approvals import Approvals
 from gadget.hub.bus import drone_room
+from gadget.hub.cluster import NodeHandler
 from gadget.hub.core import Core, Service
 from gadget.hub.sessions import Sessions
 from gadget.hub.state.drones import DroneState, Taken
@@ -50,10 +52,21 @@ class Recovery(Service):
         self._sessions = sessions
         self._approvals = approvals
 
+    def node_handlers(self) -> dict[str, NodeHandler]:
+        """What another node may tell this one (hub/cluster.py)."""
+        return {"lost": self._lost}
+
+    async def _lost(self, payload: dict[str, Any]) -> None:
+        """Another node took a drone this node held at `epoch`: stop recording for it."""
+        self._drones.lost(str(payload["droneId"]), int(payload["epoch"]))
+
     # -- drones coming and going -----------------------------------------------
     async def drone_connected(self, taken: Taken) -> None:
         """Apply the reconnect rules (module docstring) and announce the drone."""
         state, lease, hello = taken.state, taken.before, taken.state.hello
+        if lease.owner_node not in (None, self._drones.node):  # it comes from another node
+            payload = {"droneId": state.drone_id, "epoch": lease.epoch}
+            await self._cluster.send(lease.owner_node, "lost", payload)
         current = lease.current_turn_id
         running = hello.running
         if running is not None and running[0] != current:

@@ -19,6 +19,8 @@ class Presence:
 
     def __init__(self, node: str) -> None:
         self.node = node
+        self._beat_error: str | None = None
+        self._beat_at: float | None = None
 
     # -- drones ----------------------------------------------------------------
     async def drone_connected(self, drone_id: str, sid: str, record: dict[str, Any]) -> None:
@@ -30,22 +32,16 @@ class Presence:
 
     async def drone_changed(self, drone_id: str, sid: str, **fields: Any) -> None:
         """Fields of a connected drone changed (its mode); ignored if `sid` is not current."""
-        record = await self._get(_drone_key(drone_id))
-        if record is not None and record.get("sid") == sid:
-            await self._put(_drone_key(drone_id), {**record, **fields})
+        await self._merge(_drone_key(drone_id), fields, when=("sid", sid))
 
     async def drone_gone(self, drone_id: str, sid: str, **fields: Any) -> bool:
         """The socket `sid` closed; whether it was the drone's current one (kept offline)."""
-        record = await self._get(_drone_key(drone_id))
-        if record is None or record.get("sid") != sid:
-            return False
-        await self._put(_drone_key(drone_id), {**record, **fields, "online": False, "sid": None})
-        return True
+        changes = {**fields, "online": False, "sid": None}
+        return await self._merge(_drone_key(drone_id), changes, when=("sid", sid))
 
     async def drone_note(self, drone_id: str, **fields: Any) -> None:
         """Keep facts about a drone whatever its state (a conflict between two processes)."""
-        record = await self._get(_drone_key(drone_id)) or {"online": False}
-        await self._put(_drone_key(drone_id), {**record, **fields})
+        await self._merge(_drone_key(drone_id), fields, default={"online": False})
 
     async def drone(self, drone_id: str) -> dict[str, Any] | None:
         """The drone's record; `online` only while its node is alive."""
@@ -83,8 +79,21 @@ class Presence:
 
     # -- nodes -----------------------------------------------------------------
     async def heartbeat(self) -> None:
-        """This node is alive (call more often than NODE_TTL_S)."""
-        await self._beat(self.node, NODE_TTL_S)
+        """This node is alive (call more often than NODE_TTL_S); its outcome is :meth:`health`."""
+        try:
+            await self._beat(self.node, NODE_TTL_S)
+        except Exception as exc:
+            self._beat_error = f"{type(exc).__name__}: {exc}"[:300]
+            raise
+        self._beat_error, self._beat_at = None, time.time()
+
+    def health(self) -> dict[str, Any]:
+        """Whether the last heartbeat reached the backend, and when one last did."""
+        return {
+            "ok": self._beat_error is None,
+            "error": self._beat_error,
+            "lastBeat": self._beat_at,
+        }
 
     async def live_nodes(self) -> list[str]:
         """Every node whose heartbeat has not expired (this one included)."""
@@ -94,13 +103,26 @@ class Presence:
         """Release the backend's connections; this node is no longer alive."""
 
     # -- primitives ------------------------------------------------------------
-    async def _get(self, key: str) -> dict[str, Any] | None:
-        raise NotImplementedError
-
     async def _get_many(self, keys: list[str]) -> list[dict[str, Any] | None]:
         raise NotImplementedError
 
     async def _put(self, key: str, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def _merge(
+        self,
+        key: str,
+        changes: dict[str, Any],
+        *,
+        when: tuple[str, Any] | None = None,
+        default: dict[str, Any] | None = None,
+    ) -> bool:
+        """Atomically add `changes` to the record at `key`; whether it was changed.
+
+        With `when` (field, value) only a record whose field has that value changes
+        (another node may have replaced it meanwhile); without a record, `default`
+        (if given) is the record `changes` go into.
+        """
         raise NotImplementedError
 
     async def _add(self, key: str, member: str) -> None:
@@ -135,14 +157,25 @@ class MemoryPresence(Presence):
         self._records: dict[str, dict[str, Any]] = {}
         self._sets: dict[str, set[str]] = {}
 
-    async def _get(self, key: str) -> dict[str, Any] | None:
-        return self._records.get(key)
-
     async def _get_many(self, keys: list[str]) -> list[dict[str, Any] | None]:
         return [self._records.get(k) for k in keys]
 
     async def _put(self, key: str, record: dict[str, Any]) -> None:
         self._records[key] = record
+
+    async def _merge(
+        self,
+        key: str,
+        changes: dict[str, Any],
+        *,
+        when: tuple[str, Any] | None = None,
+        default: dict[str, Any] | None = None,
+    ) -> bool:
+        record = self._records.get(key, default)
+        if record is None or (when is not None and record.get(when[0]) != when[1]):
+            return False
+        self._records[key] = {**record, **changes}
+        return True
 
     async def _add(self, key: str, member: str) -> None:
         self._sets.setdefault(key, set()).add(member)
