@@ -189,3 +189,13 @@ async def wait_streamed(log: EventLog, turn_id: str, count: int, timeout: float 
             if sum(1 for _, m in log.marked("response") if m and m[0] == turn_id) >= count:
                 return
             await asyncio.sleep(0.02)
+
+
+async def wait_said(log: EventLog, turn_id: str, text: str, timeout: float = 30) -> None:
+    """Until the `response` events of `turn_id` in `log` hold `text`."""
+    async with asyncio.timeout(timeout):
+        while True:  # polled, as above
+            said = "".join(a[0] for a, m in log.marked("response") if m and m[0] == turn_id)
+            if text in said:
+                return
+            await asyncio.sleep(0.02)
