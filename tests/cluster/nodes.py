@@ -199,3 +199,12 @@ async def wait_said(log: EventLog, turn_id: str, text: str, timeout: float = 30)
             if text in said:
                 return
             await asyncio.sleep(0.02)
+
+
+async def wait_count(log: EventLog, event: str, args: tuple[Any, ...], count: int) -> None:
+    """Until `log` holds `count` `event`s with exactly `args`."""
+    async with asyncio.timeout(30):
+        while True:  # polled, as above
+            if log.of(event).count(args) >= count:
+                return
+            await asyncio.sleep(0.02)

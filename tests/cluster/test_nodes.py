@@ -22,6 +22,7 @@ from tests.cluster.nodes import (
     hub_nodes,
     redis_or_skip,
     responding,
+    wait_count,
     wait_streamed,
 )
 from tests.drone.helpers import drone_settings
@@ -94,8 +95,9 @@ async def test_an_ide_on_one_node_drives_a_drone_on_another(procs: Processes, ws
         assert (await drones_seen(api1, token))[0]["workspaceMode"] == "user"
         refused = await ide.call("submitPrompt", "count")
         assert refused[0] is False and "user mode" in refused[1]
+        idles = ide.log.of("workspaceModeChanged").count(("idle",))  # one at the lock
         assert await ide.call("requestWorkspaceMode", "idle") is True
-        await ide.log.wait_for("workspaceModeChanged", lambda a: a[0] == "idle")
+        await wait_count(ide.log, "workspaceModeChanged", ("idle",), idles + 1)
 
         # A prompt: the stream reaches node 1 in order with its marks, recorded once.
         ok, turn_id = await ide.call("submitPrompt", "count")

@@ -17,6 +17,10 @@ NODE_TTL_S = 10.0
 class Presence:
     """The logic of presence; backends implement the `_`-prefixed primitives."""
 
+    #: How long a node must be seen without a heartbeat before it is taken for dead (a
+    #: shared backend that restarted empty shows every node gone until they beat again).
+    dead_after_s = 0.0
+
     def __init__(self, node: str) -> None:
         self.node = node
         self._beat_error: str | None = None

@@ -20,11 +20,13 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from .presence import Presence
+from .presence import NODE_TTL_S, Presence
 
 
 class RedisPresence(Presence):
     """Presence of every node of a deployment, in one Redis server."""
+
+    dead_after_s = NODE_TTL_S
 
     def __init__(self, node: str, client: aioredis.Redis, namespace: str) -> None:
         super().__init__(node)
