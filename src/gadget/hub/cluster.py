@@ -14,7 +14,9 @@ to one node, on the same channel (so it stays in order with the emits around it)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -38,6 +40,13 @@ NodeHandler = Callable[[dict[str, Any]], Awaitable[None]]
 NODE_METHOD = "gadget:node"
 #: How such a message starts once encoded (orjson keeps key order and writes no spaces).
 _NODE_PREFIX = b'{"method":"' + NODE_METHOD.encode() + b'"'
+#: How a returned ack starts (it names the node it goes to, which may be this one).
+_CALLBACK_PREFIX = b'{"method":"callback"'
+#: Delivers an emit to this node's sockets in a room: (event, args, room) → whether done.
+Deliver = Callable[[str, tuple[Any, ...], str], Awaitable[bool]]
+#: Messages queued for Redis past which an emit waits; messages sent in one pipeline.
+PUBLISH_QUEUE_MAX = 10_000
+PUBLISH_BATCH = 500
 
 
 def check(settings: Settings) -> None:
@@ -125,13 +134,79 @@ class LocalCluster(Cluster):
 
 
 class NodeRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """python-socketio's Redis manager, also carrying messages addressed to one node."""
+    """python-socketio's Redis manager, also carrying messages addressed to one node.
+
+    It publishes in batches: `_publish` queues the message and returns, and one task
+    sends what is queued as one pipeline of PUBLISH commands, in the order queued (so a
+    drone's events stay in order, and a relay never waits a Redis round trip per event).
+    Past `PUBLISH_QUEUE_MAX` queued messages an emit waits until Redis catches up.
+    """
 
     name = "gadget-redis"
 
     def __init__(self, url: str, channel: str) -> None:
         super().__init__(url, channel=channel)
         self.cluster: Cluster | None = None
+        #: Delivers an emit to this node's sockets in a room (the hub's bus, set by it).
+        self.deliver_here: Deliver | None = None
+        self._own = b'"host_id":"' + self.host_id.encode() + b'"'
+        self._outgoing: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._publisher: asyncio.Task[None] | None = None
+
+    async def _publish(self, data: Any) -> None:
+        self._outgoing.append(self.json.dumps(data))
+        self._idle.clear()
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.get_running_loop().create_task(
+                self._publish_loop(), name="redis-publisher"
+            )
+        self._wake.set()
+        if len(self._outgoing) >= PUBLISH_QUEUE_MAX:
+            self._room.clear()
+            await self._room.wait()
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outgoing:
+                count = min(len(self._outgoing), PUBLISH_BATCH)
+                await self._send([self._outgoing.popleft() for _ in range(count)])
+                if len(self._outgoing) < PUBLISH_QUEUE_MAX:
+                    self._room.set()
+            self._idle.set()
+
+    async def _send(self, batch: list[str]) -> None:
+        for attempt in (1, 2):
+            try:
+                if not self.connected:  # type: ignore[has-type]
+                    self._redis_connect()
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for message in batch:
+                        pipe.publish(self.channel, message)
+                    await pipe.execute()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected = False
+                if attempt == 2:
+                    logger.error("could not publish %d messages to Redis: %s", len(batch), exc)
+
+    async def drain(self, timeout: float) -> None:
+        """Until every queued message is published (at most `timeout` s), then stop."""
+        publisher, self._publisher = self._publisher, None
+        if publisher is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
 
     async def to_node(self, node: str, kind: str, payload: dict[str, Any]) -> None:
         """Publish a message for `node` on the channel every node listens to."""
@@ -140,11 +215,31 @@ class NodeRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
              "host_id": self.host_id}
         )  # fmt: skip
 
+    async def publish_emit(self, event: str, args: tuple[Any, ...], room: str) -> None:
+        """Have the other nodes deliver `event` to their sockets in `room` (JSON `args`,
+        no ack: what `emit` publishes once it has delivered here)."""
+        await self._publish(
+            {"method": "emit", "event": event, "data": list(args), "binary": False,
+             "namespace": "/", "room": room, "skip_sid": None, "callback": None,
+             "host_id": self.host_id}
+        )  # fmt: skip
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        deliver = self.deliver_here
+        if deliver is None or message.get("callback") or message.get("binary"):
+            await super()._handle_emit(message)
+            return
+        data = message["data"]
+        await deliver(str(message["event"]), tuple(data), str(message["room"]))
+
     async def _listen(self) -> AsyncIterator[Any]:
         async for message in super()._listen():
-            if isinstance(message, bytes) and message.startswith(_NODE_PREFIX):
-                self._node_message(message)
-                continue
+            if isinstance(message, bytes):
+                if message.startswith(_NODE_PREFIX):
+                    self._node_message(message)
+                    continue
+                if self._own in message and not message.startswith(_CALLBACK_PREFIX):
+                    continue  # this node's own emit, heard back: delivered here already
             yield message
 
     def _node_message(self, raw: bytes) -> None:
@@ -169,6 +264,11 @@ class RedisCluster(Cluster):
 
     async def _send(self, node: str, kind: str, payload: dict[str, Any]) -> None:
         await self._manager.to_node(node, kind, payload)
+
+    async def close(self) -> None:
+        """Publish what is queued (a few seconds at most), then cancel what is handled."""
+        await self._manager.drain(timeout=3.0)
+        await super().close()
 
 
 __all__ = [
