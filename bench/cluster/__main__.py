@@ -60,7 +60,7 @@ def parse(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__)
     p.add_argument("--quick", action="store_true", help="one short round (~1 min)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of every placement (default 3)")
-    p.add_argument("--streams", type=int, default=50, help="streams of the paced workload")
+    p.add_argument("--streams", type=int, default=20, help="streams of the paced workload")
     p.add_argument("--rate", type=float, default=50, help="tokens/s per paced stream")
     p.add_argument("--window", type=int, default=64, help="unacked tokens per unpaced stream")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")

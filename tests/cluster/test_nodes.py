@@ -68,6 +68,9 @@ async def test_an_ide_on_one_node_drives_a_drone_on_another(procs: Processes, ws
                                   drone_key=key)  # fmt: skip
         drone = await procs.drone(settings, api1, token)  # listed online by node 1
         assert [h.name for h in await nodes.holding_drones()] == ["hub2"]
+        for hub in nodes.hubs:
+            health = await nodes.health(hub)
+            assert (health["status"], health["redis"]["ok"]) == ("ok", True), health
 
         listed = [await drones_seen(api, token) for api in (api1, api2)]
         assert listed[0] == listed[1] and listed[0][0]["online"] is True, listed

@@ -1,7 +1,8 @@
 """Presence backends by one template: the same logic over memory (one node) and Redis (many).
 
 The Redis tests use a namespace of their own on the local server (skipped without one)
-and two RedisPresence objects standing for two nodes.
+and two RedisPresence objects standing for two nodes; the sweep test a fresh PostgreSQL
+database.
 """
 
 from __future__ import annotations
@@ -10,11 +11,20 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import redis.asyncio as aioredis
 
 from gadget.hub.state.presence import MemoryPresence, Presence
 from gadget.hub.state.presence_redis import RedisPresence
+from gadget.hub.state.sweeper import Sweeper
+from gadget.hub.stream.recorder import Recorder
+from gadget.hub.stream.writer import Writer
+from gadget.store import leases
+from gadget.store.database import make_engine, migrate
+from gadget.store.leases import Lease
+from gadget.store.repository import Store
 from tests.cluster.nodes import REDIS_URL, redis_namespace
+from tests.postgres import fresh_database
 
 
 @asynccontextmanager
@@ -111,3 +121,45 @@ async def test_a_closed_node_is_gone_at_once() -> None:
         await b.close()
         assert await a.live_nodes() == ["node-a"]
         await a.close()
+
+
+class _NoDeadlines:
+    """Deadlines are not what these sweeps are about."""
+
+    async def drone_stayed_away(self, lease: Lease) -> None:
+        raise AssertionError(f"no deadline was set, yet {lease} came due")
+
+    ides_stayed_away = retry_due = drone_stayed_away
+
+
+@pytest.mark.postgres
+async def test_a_lease_is_orphaned_only_once_its_nodes_heartbeat_has_expired() -> None:
+    async with fresh_database() as url, two_nodes() as (a, b):
+        await migrate(url)
+        store = Store(make_engine(url))
+        writer = Writer(store, a.node, Recorder(16_384), 0.05, 1 << 20)
+        writer.start()
+        sweeper = Sweeper(store, writer, a, 1.0, 0.5, 5.0)
+        try:
+            user = await store.create_user("ann", "x")
+            drones = [await store.create_drone(user.id, f"d{i}", "", "x") for i in (1, 2)]
+            async with store.session() as s, s.begin():
+                await leases.take(s, drones[0].id, b.node, lock_row=True)  # b beats
+                await leases.take(s, drones[1].id, "node-gone", lock_row=True)  # never did
+            await b.heartbeat()
+            a.dead_after_s = 0.3  # (10 s in production: Redis's own TTL of a heartbeat)
+
+            async def owners() -> list[str | None]:
+                async with store.session() as s:
+                    held = await leases.read_many(s, [d.id for d in drones])
+                return [held[d.id].owner_node for d in drones]
+
+            await sweeper.sweep(_NoDeadlines())  # a restarting node's first sweep
+            assert await owners() == [b.node, "node-gone"]
+            await asyncio.sleep(0.35)
+            await b.heartbeat()
+            await sweeper.sweep(_NoDeadlines())
+            assert await owners() == [b.node, None]  # only the silent node's lease
+        finally:
+            await writer.close(grace_s=1)
+            await store.close()
