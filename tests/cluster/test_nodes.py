@@ -55,8 +55,14 @@ async def test_gadget_hub_refuses_redis_with_sqlite_in_one_line(procs: Processes
 
 async def test_an_ide_on_one_node_drives_a_drone_on_another(procs: Processes, ws: Path) -> None:
     await redis_or_skip()
-    script = [numbered_reply(TOKENS, per_chunk=3), numbered_reply(2000, chunk_delay_s=0.01)]
-    async with ScriptedLLM(script) as llm, hub_nodes(procs, 2) as nodes:
+    script = [
+        numbered_reply(TOKENS, per_chunk=3),
+        numbered_reply(2000, chunk_delay_s=0.01),  # cancelled
+        numbered_reply(2000, chunk_delay_s=0.01),  # its drone is killed
+        numbered_reply(TOKENS, per_chunk=3),  # the retry, swept by either node
+    ]
+    # The drone killed below takes seconds to start again: its turn waits that long.
+    async with ScriptedLLM(script) as llm, hub_nodes(procs, 2, drone_grace_s=30) as nodes:
         hub1, hub2 = nodes.hubs
         api1, api2 = procs.client(hub1.url), procs.client(hub2.url)
         token = await api1.signup("ann")
@@ -128,6 +134,19 @@ async def test_an_ide_on_one_node_drives_a_drone_on_another(procs: Processes, ws
         cancelled = await finished_turn(api1, token, second)
         assert (cancelled["status"], cancelled.get("cancelled")) == ("error", True), cancelled
         assert TurnView.of([ide.log], second).held == {}
+
+        # The drone crashes mid-turn and comes back: the retry, a deadline any node may
+        # sweep, is sent by the node holding the drone.
+        ok, third = await ide.call("submitPrompt", "count again")
+        assert ok is True, third
+        await wait_streamed(ide.log, third, 10)
+        await drone.kill()
+        await drone.start()
+        await ide.log.wait_for("workOrderComplete", lambda a: a[0] == third, 60)
+        retried = await finished_turn(api1, token, third)
+        assert (retried["status"], retried["retries"]) == ("finished", 1), retried
+        again = {**retried, "blocks": [b for b in retried["blocks"] if b.get("attempt") == 2]}
+        assert count_tokens(responding(again), TOKENS) == (0, 0)  # the second attempt's
 
         # Termination asked on node 1: the drone on node 2 exits.
         assert await ide.call("requestTermination", drone_id) is True
