@@ -90,8 +90,8 @@ class Hub:
         self.ready = False
         await self.sweeper.close()
         await self.tasks.close()
-        await self.cluster.close()
         await self.writer.close(grace_s=5.0)
+        await self.cluster.close()  # after the writer: its last acks are emits too
         await self.drones.presence.close()
         await self.users.close()
         self.auth.close()
