@@ -30,6 +30,7 @@ from tests.cluster.nodes import (
 from tests.drone.helpers import drone_settings
 from tests.fakes.llm_server import ScriptedLLM, count_tokens, numbered_reply
 from tests.fakes.processes import Processes
+from tests.fakes.tcp_proxy import TcpProxy
 from tests.harness import Client, HubClient
 
 pytestmark = pytest.mark.postgres
@@ -64,31 +65,38 @@ async def setup(api: HubClient) -> tuple[str, str, str]:
     return token, drone_id, key
 
 
-async def test_an_ide_moving_to_another_node_mid_turn_misses_nothing_and_sees_nothing_twice(
+async def test_an_ide_then_its_drone_moving_nodes_mid_turn_miss_nothing_and_double_nothing(
     procs: Processes, ws: Path
 ) -> None:
     await redis_or_skip()
-    tokens = 1200
+    tokens = 1500
     async with (
-        ScriptedLLM([numbered_reply(tokens, chunk_delay_s=0.004)]) as llm,
+        ScriptedLLM([numbered_reply(tokens, chunk_delay_s=0.006)]) as llm,
         hub_nodes(procs, 2) as nodes,
     ):
         hub1, hub2 = nodes.hubs
         api1, api2 = procs.client(hub1.url), procs.client(hub2.url)
         token, drone_id, key = await setup(api1)
         project_id = await api1.create_project(token, "calc")
-        settings = drone_settings(ws, llm.base_url, hub_url=hub2.url, drone_id=drone_id,
-                                  drone_key=key)  # fmt: skip
-        await procs.drone(settings, api1, token)
-        first = await api2.ide(token)
-        chat = await lock(first, drone_id, project_id)
-        ok, turn_id = await first.call("submitPrompt", "count")
-        assert ok is True, turn_id
-        await wait_streamed(first.log, turn_id, 200)
-        await first.close()  # the IDE moves from the node recording the turn to the other
-        moved = await api1.ide(token)
-        assert await lock(moved, drone_id, project_id, chat) == chat
-        await moved.log.wait_for("workOrderComplete", lambda a: a[0] == turn_id, 60)
+        async with TcpProxy("127.0.0.1", hub2.settings.port) as link:  # the drone's network
+            settings = drone_settings(ws, llm.base_url, hub_url=f"http://{link.address}",
+                                      drone_id=drone_id, drone_key=key)  # fmt: skip
+            await procs.drone(settings, api1, token)
+            first = await api2.ide(token)
+            chat = await lock(first, drone_id, project_id)
+            ok, turn_id = await first.call("submitPrompt", "count")
+            assert ok is True, turn_id
+            await wait_streamed(first.log, turn_id, 100)
+            await first.close()  # the IDE moves from the node recording the turn to the other
+            moved = await api1.ide(token)
+            assert await lock(moved, drone_id, project_id, chat) == chat
+            await wait_streamed(moved.log, turn_id, 50)  # the stream, through Redis
+            # Then the drone: its connection breaks and comes back to node 1, node 2 alive.
+            before = await read_lease(nodes, drone_id)
+            link.target = ("127.0.0.1", hub1.settings.port)
+            link.abort_all()
+            assert not moved.log.of("workOrderComplete"), "the turn ended before the drone moved"
+            await moved.log.wait_for("workOrderComplete", lambda a: a[0] == turn_id, 60)
 
         snapshots = [a[0] for a in moved.log.of("turnSnapshot") if a[0]["_id"] == turn_id]
         assert len(snapshots) == 1 and snapshots[0]["seq"] > 0, snapshots
@@ -104,6 +112,13 @@ async def test_an_ide_moving_to_another_node_mid_turn_misses_nothing_and_sees_no
         stored = await finished_turn(api2, token, turn_id)
         assert stored["status"] == "finished"
         assert count_tokens(responding(stored), tokens) == (0, 0)
+        # Node 2 lost the drone: it records nothing of it any more, and cannot write for it.
+        health = await nodes.health(hub2)
+        assert (health["drones"], health["liveTurns"]) == (0, 0), health
+        lease = await read_lease(nodes, drone_id)
+        assert lease.owner_node == (await nodes.health(hub1))["node"]
+        assert lease.epoch > before.epoch and before.owner_node == health["node"]
+        assert await fenced_write(nodes, before, turn_id) is Outcome.FENCED
 
 
 async def test_sigkill_of_the_drones_node_mid_stream_loses_and_doubles_nothing(
