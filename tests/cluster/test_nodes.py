@@ -29,8 +29,6 @@ from tests.drone.helpers import drone_settings
 from tests.fakes.llm_server import ScriptedLLM, count_tokens, numbered_reply
 from tests.fakes.processes import ManagedProcess, Processes
 
-pytestmark = pytest.mark.postgres
-
 TOKENS = 300
 
 
@@ -53,6 +51,7 @@ async def test_gadget_hub_refuses_redis_with_sqlite_in_one_line(procs: Processes
     ], hub.output.text()
 
 
+@pytest.mark.postgres
 async def test_an_ide_on_one_node_drives_a_drone_on_another(procs: Processes, ws: Path) -> None:
     await redis_or_skip()
     script = [

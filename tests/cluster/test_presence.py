@@ -112,6 +112,27 @@ async def test_changes_to_one_record_from_two_nodes_are_never_lost() -> None:
         assert all(record[f"k{i}"] == i for i in range(40)), record
 
 
+async def test_a_node_writes_its_sockets_again_when_redis_lost_them() -> None:
+    async with two_nodes() as (a, b):
+        await a.heartbeat()
+        await a.drone_connected("d1", "sid-1", {"mode": "idle"})
+        await a.drone_changed("d1", "sid-1", mode="user")
+        await a.drone_connected("d2", "sid-2", {"mode": "idle"})
+        await a.drone_gone("d2", "sid-2")
+        await a.ide_joined("c1", "ide-1")
+        raw = aioredis.from_url(REDIS_URL)
+        try:  # what a Redis restart without persistence does to the namespace
+            await raw.delete(*[k async for k in raw.scan_iter(match=f"{a._ns}:*")])
+        finally:
+            await raw.aclose()
+        assert await b.drone("d1") is None and await b.ides("c1") == 0
+        await a.heartbeat()  # its beat was gone: it writes its own sockets again
+        record = await b.drone("d1")
+        assert record is not None and (record["online"], record["mode"]) == (True, "user")
+        assert await b.drone("d2") is None  # gone before: not brought back
+        assert await b.ides("c1") == 1
+
+
 async def test_a_closed_node_is_gone_at_once() -> None:
     async with redis_namespace() as namespace:
         a = RedisPresence("node-a", aioredis.from_url(REDIS_URL), namespace)

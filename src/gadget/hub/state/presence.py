@@ -7,8 +7,11 @@ backend serves one hub node; the Redis backend (presence_redis.py) serves many.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 #: Seconds a node's heartbeat lives; a node silent for longer is dead.
 NODE_TTL_S = 10.0
@@ -25,21 +28,28 @@ class Presence:
         self.node = node
         self._beat_error: str | None = None
         self._beat_at: float | None = None
+        #: What this node wrote of its own sockets, written again if the backend lost it.
+        self._mine: dict[str, dict[str, Any]] = {}
+        self._showing: set[tuple[str, str]] = set()
 
     # -- drones ----------------------------------------------------------------
     async def drone_connected(self, drone_id: str, sid: str, record: dict[str, Any]) -> None:
         """The drone's socket `sid` is on this node now (`record`: what it reported)."""
-        await self._put(
-            _drone_key(drone_id),
-            {**record, "online": True, "node": self.node, "sid": sid, "at": time.time()},
-        )
+        record = {**record, "online": True, "node": self.node, "sid": sid, "at": time.time()}
+        self._mine[drone_id] = dict(record)
+        await self._put(_drone_key(drone_id), record)
 
     async def drone_changed(self, drone_id: str, sid: str, **fields: Any) -> None:
         """Fields of a connected drone changed (its mode); ignored if `sid` is not current."""
-        await self._merge(_drone_key(drone_id), fields, when=("sid", sid))
+        if await self._merge(_drone_key(drone_id), fields, when=("sid", sid)):
+            mine = self._mine.get(drone_id)
+            if mine is not None and mine.get("sid") == sid:
+                mine.update(fields)
 
     async def drone_gone(self, drone_id: str, sid: str, **fields: Any) -> bool:
         """The socket `sid` closed; whether it was the drone's current one (kept offline)."""
+        if self._mine.get(drone_id, {}).get("sid") == sid:
+            del self._mine[drone_id]
         changes = {**fields, "online": False, "sid": None}
         return await self._merge(_drone_key(drone_id), changes, when=("sid", sid))
 
@@ -67,10 +77,12 @@ class Presence:
     # -- IDE sockets of a chat session ----------------------------------------
     async def ide_joined(self, chat_session_id: str, sid: str) -> None:
         """An IDE socket of this node shows `chat_session_id`."""
+        self._showing.add((chat_session_id, sid))
         await self._add(_session_key(chat_session_id), f"{self.node}|{sid}")
 
     async def ide_left(self, chat_session_id: str, sid: str) -> None:
         """That IDE socket no longer shows it (released, moved, or disconnected)."""
+        self._showing.discard((chat_session_id, sid))
         await self._remove(_session_key(chat_session_id), f"{self.node}|{sid}")
 
     async def ides(self, chat_session_id: str) -> int:
@@ -85,11 +97,26 @@ class Presence:
     async def heartbeat(self) -> None:
         """This node is alive (call more often than NODE_TTL_S); its outcome is :meth:`health`."""
         try:
-            await self._beat(self.node, NODE_TTL_S)
+            kept = await self._beat(self.node, NODE_TTL_S)
+            if not kept and self._beat_at is not None:
+                await self._announce()
         except Exception as exc:
             self._beat_error = f"{type(exc).__name__}: {exc}"[:300]
             raise
         self._beat_error, self._beat_at = None, time.time()
+
+    async def _announce(self) -> None:
+        """The backend lost this node's heartbeat (restarted empty, or unreachable past
+        its TTL): write again what this node's sockets are."""
+        logger.warning(
+            "presence lost this node's records: writing again %d drones, %d IDE sockets",
+            len(self._mine),
+            len(self._showing),
+        )
+        for drone_id, record in list(self._mine.items()):
+            await self._put(_drone_key(drone_id), record)
+        for chat_session_id, sid in list(self._showing):
+            await self._add(_session_key(chat_session_id), f"{self.node}|{sid}")
 
     def health(self) -> dict[str, Any]:
         """Whether the last heartbeat reached the backend, and when one last did."""
@@ -138,7 +165,8 @@ class Presence:
     async def _members(self, key: str) -> set[str]:
         raise NotImplementedError
 
-    async def _beat(self, node: str, ttl: float) -> None:
+    async def _beat(self, node: str, ttl: float) -> bool:
+        """Beat for `ttl` s; whether the node's previous beat was still there."""
         raise NotImplementedError
 
     async def _nodes(self) -> list[str]:
@@ -194,8 +222,8 @@ class MemoryPresence(Presence):
     async def _members(self, key: str) -> set[str]:
         return set(self._sets.get(key, ()))
 
-    async def _beat(self, node: str, ttl: float) -> None:
-        return None
+    async def _beat(self, node: str, ttl: float) -> bool:
+        return True
 
     async def _nodes(self) -> list[str]:
         return [self.node]

@@ -82,11 +82,12 @@ class RedisPresence(Presence):
     async def _members(self, key: str) -> set[str]:
         return await self._members_raw(self._key(key))
 
-    async def _beat(self, node: str, ttl: float) -> None:
+    async def _beat(self, node: str, ttl: float) -> bool:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._node_key(node), b"1", px=int(ttl * 1000))
+            pipe.set(self._node_key(node), b"1", px=int(ttl * 1000), get=True)
             pipe.sadd(f"{self._ns}:nodes", node)
-            await pipe.execute()
+            previous, _ = await pipe.execute()
+        return previous is not None
 
     async def _nodes(self) -> list[str]:
         known = sorted(await self._members_raw(f"{self._ns}:nodes"))
