@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     #: Optional Redis URL for several hub nodes (python-socketio's AsyncRedisManager,
     #: and the failed-login counts every node shares).
     redis_url: str | None = None
+    #: Prefix of every Redis key and channel of this deployment, so that several (or
+    #: tests) can share one Redis server; every node of a deployment sets the same one.
+    redis_namespace: str = Field(default="gadget", min_length=1, max_length=64,
+                                 pattern=r"^[A-Za-z0-9_.:-]+$")  # fmt: skip
     #: Failed logins of one username, and from one client address, within the window
     #: after which `POST /api/auth/login` answers 429 until the window ends.
     login_max_failures: int = Field(default=10, ge=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -138,6 +139,9 @@ class Drone:
         except TimeoutError:
             if not self._hard:
                 logger.warning("stopping with %d events not stored by the hub", len(self.outbox))
+        if self.sio.connected:  # the ack of requestTermination, still queued, goes first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.sio.eio.queue.join(), 2)
         await self.sio.disconnect()  # also closes the HTTP session of failed attempts
         logger.info("drone stopped")
 

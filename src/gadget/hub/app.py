@@ -24,6 +24,7 @@ from gadget.hub.approvals import Approvals
 from gadget.hub.auth import Auth
 from gadget.hub.bus import Bus
 from gadget.hub.changes import Changes
+from gadget.hub.cluster import Cluster, backends
 from gadget.hub.control import AgentControl
 from gadget.hub.controls import Controls
 from gadget.hub.core import Core
@@ -38,7 +39,6 @@ from gadget.hub.sockets.ide import IdeHandlers
 from gadget.hub.sockets.rate import Rates
 from gadget.hub.state.drones import Drones, node_id
 from gadget.hub.state.ides import Ides
-from gadget.hub.state.presence import MemoryPresence
 from gadget.hub.state.sweeper import Sweeper
 from gadget.hub.stream.acks import Acks
 from gadget.hub.stream.recorder import Recorder
@@ -71,6 +71,7 @@ class Hub:
     sessions: Sessions
     recovery: Recovery
     control: AgentControl
+    cluster: Cluster
     ready: bool = False
 
     async def start(self) -> None:
@@ -90,6 +91,7 @@ class Hub:
         await self.sweeper.close()
         await self.tasks.close()
         await self.writer.close(grace_s=5.0)
+        await self.cluster.close()  # after the writer: its last acks are emits too
         await self.drones.presence.close()
         await self.users.close()
         self.auth.close()
@@ -105,11 +107,15 @@ class Hub:
         status = "starting"
         if self.ready:
             status = "ok" if db["ok"] else "degraded"
+        redis = self.drones.presence.health() if self.settings.redis_url else None
+        if redis is not None and status == "ok" and not redis["ok"]:
+            status = "degraded"
         return {
             "ok": self.ready,
             "status": status,
             "node": self.drones.node,
             "database": db,
+            **({"redis": redis} if redis is not None else {}),
             "drones": len(self.drones),
             "ides": len(self.ides),
             "liveTurns": len(self.recorder),
@@ -119,7 +125,7 @@ class Hub:
 def build_hub(settings: Settings) -> Hub:
     """Create every service and register the socket handlers."""
     install_frame_filter()
-    manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+    manager, presence, cluster = backends(settings, node_id())
     sio = HubServer(
         async_mode="asgi",
         cors_allowed_origins=None,  # same origin only: the IDE is served by the hub
@@ -130,7 +136,6 @@ def build_hub(settings: Settings) -> Hub:
     )
     store = Store(make_engine(settings.resolved_database_url()))
     authn = Auth(settings.resolved_secret_key(), settings.token_ttl_s, settings.password_workers)
-    presence = MemoryPresence(node_id())
     recorder = Recorder(settings.flush_bytes)
     writer = Writer(
         store,
@@ -144,11 +149,14 @@ def build_hub(settings: Settings) -> Hub:
         Ides(settings.max_ide_sockets_per_user),
     )
     bus, tasks = Bus(sio, settings.ide_queue_max), Tasks()
-    core = Core(settings, store, drones, ides, writer, bus, tasks)
+    core = Core(settings, store, drones, ides, writer, bus, tasks, cluster)
     turns = WorkOrders(core)
     control = AgentControl(Approvals(core), Controls(core), Changes(core))
     sessions = Sessions(core, turns, control.controls)
     recovery = Recovery(core, turns, sessions, control.approvals)
+    cluster.route(
+        {**turns.node_handlers(), **control.approvals.node_handlers(), **recovery.node_handlers()}
+    )
     writer.on_commit(Acks(drones, recorder, bus).committed)
     sweeper = Sweeper(
         store,
@@ -182,6 +190,7 @@ def build_hub(settings: Settings) -> Hub:
         sessions,
         recovery,
         control,
+        cluster,
     )
 
 

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from gadget.hub.bus import session_room
+from gadget.hub.cluster import NodeHandler
 from gadget.hub.core import Service
 from gadget.hub.exceptions import NotFound, Refused
 from gadget.hub.state.drones import DroneState
@@ -93,11 +94,23 @@ class Approvals(Service):
         )
         if isinstance(outcome, str):
             raise Refused(_WHY_NOT[outcome].format(turn=turn_id, call=call_id))
+        if lease.owner_node != self._drones.node:  # the node recording the turn mirrors it
+            payload = {"turnId": turn_id, "callId": call_id, "outcome": outcome}
+            await self._cluster.send(lease.owner_node, "answered", payload)
         logger.info("turn %s: %s answered call %s: %s", turn_id, ide.username, call_id,
                     answer.decision.value)  # fmt: skip
         await self._decided(
             turn_id, turn.chat_session_id, call_id, answer.decision.value, ide.username
         )
+
+    def node_handlers(self) -> dict[str, NodeHandler]:
+        """What another node may tell the node recording a turn (hub/cluster.py)."""
+        return {"answered": self._answered_elsewhere}
+
+    async def _answered_elsewhere(self, payload: dict[str, Any]) -> None:
+        live = self._drones.live(str(payload["turnId"]))
+        if live is not None and isinstance(payload.get("outcome"), dict):
+            live.answered(str(payload["callId"]), payload["outcome"])
 
     async def _decided(
         self, turn_id: str, chat_session_id: str, call_id: str, decision: str, by: str

@@ -53,6 +53,10 @@ class Bus:
     def __init__(self, sio: socketio.AsyncServer, queue_max: int = 20_000) -> None:
         self.sio = sio
         self._direct = type(sio.manager) is socketio.AsyncManager
+        #: Several nodes (hub/cluster.py): delivered here directly, published for the others.
+        self._cluster = getattr(sio.manager, "publish_emit", None) is not None
+        if self._cluster:
+            sio.manager.deliver_here = self._here
         self._queue_max = queue_max
         self._dropping: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -60,9 +64,17 @@ class Bus:
 
     async def to_room(self, room: str, event: str, *args: Any) -> None:
         """Emit to every socket in `room` (on this node, directly; else via the manager)."""
+        if self._cluster:
+            if await self._here(event, args, room):
+                await self.sio.manager.publish_emit(event, args, room)
+            return
         if not self._direct:
             await self.sio.emit(event, args, room=room)
             return
+        await self._here(event, args, room)
+
+    async def _here(self, event: str, args: tuple[Any, ...], room: str) -> bool:
+        """Deliver to this node's sockets in `room`; False when it went the general way."""
         participants = self.sio.manager.get_participants("/", room)
         encoded: Any = None
         for sid, eio_sid in participants:
@@ -70,7 +82,7 @@ class Bus:
                 encoded = self.sio.packet_class(sio_packet.EVENT, data=[event, *args]).encode()
                 if isinstance(encoded, list):  # binary attachments: the general path
                     await self.sio.emit(event, args, room=room)
-                    return
+                    return False
             socket = self.sio.eio.sockets.get(eio_sid)
             if socket is None or socket.closed:
                 continue
@@ -81,6 +93,7 @@ class Bus:
                 socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, encoded))
             except Exception:  # a socket closing under us must not stop the others
                 logger.debug("could not queue %s for %s", event, eio_sid, exc_info=True)
+        return True
 
     def _too_slow(self, sid: str) -> None:
         if sid in self._dropping:

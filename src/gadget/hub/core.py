@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from gadget.config import Settings
 from gadget.hub.bus import Bus, user_room
+from gadget.hub.cluster import Cluster
 from gadget.hub.state.drones import Drones
 from gadget.hub.state.ides import Ides
 from gadget.hub.stream.writer import Writer
@@ -16,7 +17,8 @@ from gadget.store.repository import Store
 
 @dataclass(frozen=True)
 class Core:
-    """Settings, storage, the drones' owner, this node's IDE sockets, the bus, tasks."""
+    """Settings, storage, the drones' owner, this node's IDE sockets, the bus, tasks, and
+    the way to the other nodes."""
 
     settings: Settings
     store: Store
@@ -25,6 +27,7 @@ class Core:
     writer: Writer
     bus: Bus
     tasks: Tasks
+    cluster: Cluster
 
 
 class Service:
@@ -38,6 +41,7 @@ class Service:
         self._writer = core.writer
         self._bus = core.bus
         self._tasks = core.tasks
+        self._cluster = core.cluster
 
     async def publish(self, drone_id: str, owner_id: str) -> None:
         """Tell the owner's IDE sockets the drone's live state (`droneState`)."""

@@ -9,7 +9,8 @@ HubError
 ├── Refused            a socket request the current state refuses (lock held, busy, offline)
 │   └── Resend         a stream event not applied now: the drone resends from `expected`
 ├── Unavailable        the database cannot be reached now (503); nothing was changed
-└── AddressInUse       the hub's host and port are taken by another process (at start)
+├── AddressInUse       the hub's host and port are taken by another process (at start)
+└── Misconfigured      settings the hub cannot run with (Redis with SQLite) (at start)
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ class Refused(HubError):
 
 class AddressInUse(HubError):
     """The hub cannot listen: another process holds its host and port."""
+
+    status_code = 500
+
+
+class Misconfigured(HubError):
+    """Settings the hub refuses to start with; the message says which and how to fix them."""
 
     status_code = 500
 

@@ -170,5 +170,6 @@ def login_throttle(settings: Settings) -> LoginThrottle:
         settings.login_window_s,
     )
     if settings.redis_url:
-        return RedisThrottle(aioredis.from_url(settings.redis_url), *limits)
+        prefix = f"{settings.redis_namespace}:login:"
+        return RedisThrottle(aioredis.from_url(settings.redis_url), *limits, prefix=prefix)
     return MemoryThrottle(*limits)

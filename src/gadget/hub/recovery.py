@@ -20,9 +20,11 @@ away that long is released (never mid-turn).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from gadget.hub.approvals import Approvals
 from gadget.hub.bus import drone_room
+from gadget.hub.cluster import NodeHandler
 from gadget.hub.core import Core, Service
 from gadget.hub.sessions import Sessions
 from gadget.hub.state.drones import DroneState, Taken
@@ -35,6 +37,7 @@ from gadget.protocol import (
     TurnStatus,
 )
 from gadget.store.leases import Lease
+from gadget.store.tables import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +53,49 @@ class Recovery(Service):
         self._sessions = sessions
         self._approvals = approvals
 
+    def node_handlers(self) -> dict[str, NodeHandler]:
+        """What another node may tell this one (hub/cluster.py)."""
+        return {"lost": self._lost, "deadline": self._deadline_handed}
+
+    async def _elsewhere(self, kind: str, lease: Lease) -> bool:
+        """Whether the drone's socket is on another live node, to which the deadline that
+        this node's sweep claimed is then handed (it streams there, or retries there)."""
+        if self._drones.here(lease.drone_id) is not None:
+            return False
+        record = await self._drones.presence.drone(lease.drone_id)
+        node = record.get("node") if record is not None and record.get("online") else None
+        if not isinstance(node, str) or node == self._drones.node:
+            return False
+        logger.info("a %s deadline of drone %s goes to node %s, which holds it",
+                    kind, lease.drone_id, node)  # fmt: skip
+        await self._cluster.send(node, "deadline", {"kind": kind, "droneId": lease.drone_id})
+        return True
+
+    async def _deadline_handed(self, payload: dict[str, Any]) -> None:
+        """Another node's sweep claimed a deadline of a drone whose socket is here."""
+        lease = await self._drones.lease(str(payload["droneId"]))
+        now = utcnow()
+        if lease is None:
+            return
+        due = {"retry": lease.retry_at, "drone": lease.drone_deadline}.get(str(payload["kind"]))
+        if due is None or due > now:
+            return  # cleared or moved meanwhile (the drone came back, the turn ended)
+        if payload["kind"] == "retry":
+            await self.retry_due(lease)
+        else:
+            await self.drone_stayed_away(lease)
+
+    async def _lost(self, payload: dict[str, Any]) -> None:
+        """Another node took a drone this node held at `epoch`: stop recording for it."""
+        self._drones.lost(str(payload["droneId"]), int(payload["epoch"]))
+
     # -- drones coming and going -----------------------------------------------
     async def drone_connected(self, taken: Taken) -> None:
         """Apply the reconnect rules (module docstring) and announce the drone."""
         state, lease, hello = taken.state, taken.before, taken.state.hello
+        if lease.owner_node not in (None, self._drones.node):  # it comes from another node
+            payload = {"droneId": state.drone_id, "epoch": lease.epoch}
+            await self._cluster.send(lease.owner_node, "lost", payload)
         current = lease.current_turn_id
         running = hello.running
         if running is not None and running[0] != current:
@@ -146,6 +188,8 @@ class Recovery(Service):
     # -- deadlines (hub/state/sweeper.py) --------------------------------------
     async def retry_due(self, lease: Lease) -> None:
         """Send a crashed drone's turn again, as a new attempt continuing its seq."""
+        if await self._elsewhere("retry", lease):
+            return
         state = self._drones.here(lease.drone_id)
         turn_id = lease.current_turn_id
         if state is None or turn_id is None:
@@ -163,7 +207,7 @@ class Recovery(Service):
 
     async def drone_stayed_away(self, lease: Lease) -> None:
         """End the turn of a drone that did not come back (or did not claim it)."""
-        if lease.current_turn_id is None:
+        if lease.current_turn_id is None or await self._elsewhere("drone", lease):
             return
         state = self._drones.here(lease.drone_id)
         if state is not None and state.live is not None and state.live.id == lease.current_turn_id:

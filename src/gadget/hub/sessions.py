@@ -57,7 +57,9 @@ class Sessions(Service):
             await self._lock_lost(drone_id, f"session lock taken over by {ide.username}")
         await self._join(ide, drone_id, chat.id)
         if lease.current_turn_id is not None:
-            await self._turns.snapshot_to(ide.sid, drone_id, lease.current_turn_id, chat.id)
+            await self._turns.snapshot_to(
+                ide.sid, drone_id, lease.current_turn_id, chat.id, lease.owner_node
+            )
         mode = str(record.get("mode") or WorkspaceMode.IDLE.value)
         await self._bus.to_sid(ide.sid, DroneEvent.WORKSPACE_MODE_CHANGED, mode)
         await self._bus.to_room(

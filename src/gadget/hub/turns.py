@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from gadget.hub.bus import session_room
+from gadget.hub.cluster import NodeHandler
 from gadget.hub.core import Service
 from gadget.hub.exceptions import HubError, NotFound, Refused
 from gadget.hub.state.drones import DroneState
@@ -96,11 +97,17 @@ class WorkOrders(Service):
             if drone is not None:
                 await self.publish(drone_id, drone.owner_id)
 
+    def node_handlers(self) -> dict[str, NodeHandler]:
+        """What another node may ask of the node recording a turn (hub/cluster.py)."""
+        return {"snapshot": self._snapshot_asked, "cancel": self._cancel_asked}
+
     async def cancel(self, lease: Lease, turn_id: str) -> None:
         """Cancel the drone's current turn: the drone ends it; one it is not running ends now."""
         if lease.current_turn_id != turn_id:
             raise NotFound(f"turn {turn_id} is not running on this session's drone")
         await self._drones.request_cancel(turn_id)
+        if lease.owner_node != self._drones.node:  # its recorder ends it as a cancel too
+            await self._cluster.send(lease.owner_node, "cancel", {"turnId": turn_id})
         if lease.retry_at is not None:
             await self.fail(lease.drone_id, turn_id, "cancelled", cancelled=True)
             return
@@ -119,10 +126,36 @@ class WorkOrders(Service):
         if ack and ack[0] is False:  # the drone does not run it (any more): end it here
             await self.fail(lease.drone_id, turn_id, "cancelled", cancelled=True)
 
+    async def _cancel_asked(self, payload: dict[str, Any]) -> None:
+        self._drones.cancel_seen(str(payload["turnId"]))
+
     async def snapshot_to(
-        self, sid: str, drone_id: str, turn_id: str, chat_session_id: str
+        self, sid: str, drone_id: str, turn_id: str, chat_session_id: str, node: str | None
     ) -> None:
-        """Send `turnSnapshot` of a live turn of `chat_session_id` to the IDE socket `sid`."""
+        """Send `turnSnapshot` of a live turn of `chat_session_id` to the IDE socket `sid`.
+
+        The snapshot comes from `node`, the node recording the turn (its mirror holds
+        what is not stored yet), when that is another live node: it emits it to `sid`
+        through the manager, in order with the turn's stream, and the IDE's cursor
+        drops what the snapshot already holds.
+        """
+        elsewhere = node is not None and node != self._drones.node
+        if elsewhere and node in await self._drones.presence.live_nodes():
+            payload = {"sid": sid, "droneId": drone_id, "turnId": turn_id,
+                       "chatSession": chat_session_id}  # fmt: skip
+            await self._cluster.send(node, "snapshot", payload)
+            return
+        await self._snapshot(sid, drone_id, turn_id, chat_session_id)
+
+    async def _snapshot_asked(self, payload: dict[str, Any]) -> None:
+        await self._snapshot(
+            str(payload["sid"]),
+            str(payload["droneId"]),
+            str(payload["turnId"]),
+            str(payload["chatSession"]),
+        )
+
+    async def _snapshot(self, sid: str, drone_id: str, turn_id: str, chat_session_id: str) -> None:
         turn = await self.turn(turn_id, drone_id)
         if turn is not None and turn.chatSession == chat_session_id:
             await self._bus.to_sid(sid, HubEvent.TURN_SNAPSHOT, turn.wire())

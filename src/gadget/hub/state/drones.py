@@ -455,10 +455,14 @@ class Drones:
 
     async def request_cancel(self, turn_id: str) -> None:
         """Remember durably that the turn is being cancelled (its end will say so)."""
-        for state in self._here.values():
-            if state.live is not None and state.live.id == turn_id:
-                state.live.cancel_requested = True
+        self.cancel_seen(turn_id)
         await self._run(lambda s: leases.request_cancel(s, turn_id))
+
+    def cancel_seen(self, turn_id: str) -> None:
+        """The turn is being cancelled: if this node records it, its end says so."""
+        live = self._recorder.get(turn_id)
+        if live is not None:
+            live.cancel_requested = True
 
     async def retry_later(self, drone_id: str, turn_id: str, delay_s: float) -> bool:
         """The crashed drone's turn is sent again after `delay_s` (a swept deadline)."""

@@ -1,7 +1,9 @@
 """Deadlines as data: the sweep that any live node runs, so no deadline dies with a process.
 
 Every `sweep_interval_s` a node beats its heartbeat, gives up the leases of nodes
-whose heartbeat expired (their busy drones get the grace period to come back),
+whose heartbeat expired (their busy drones get the grace period to come back; with
+several nodes, only once this node has seen them silent for the presence's
+`dead_after_s`, so a Redis that restarted empty fails nobody's turns),
 and claims the deadlines that have passed (store/leases.py `claim_due`) to act on
 them: a drone that stayed away, a lock whose IDEs stayed away, a retry that is due.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 from typing import Protocol
 
@@ -61,6 +64,8 @@ class Sweeper:
         self._interval = interval_s
         self._timeout = db_timeout_s
         self._task: asyncio.Task[None] | None = None
+        #: Nodes owning leases seen without a heartbeat, and since when (monotonic s).
+        self._missing: dict[str, float] = {}
 
     def start(self, handler: Deadlines) -> None:
         """Sweep in the background until :meth:`close`."""
@@ -88,9 +93,13 @@ class Sweeper:
         await self._presence.heartbeat()
         live = await self._presence.live_nodes()
         lock_rows = self._store.lock_rows
+        now_s = time.monotonic()
 
         async def orphans(s: AsyncSession) -> int:
-            found = await leases.owned_by_others(s, live, lock_rows=lock_rows)
+            others = await leases.owned_by_others(s, live, lock_rows=lock_rows)
+            owners = {lease.owner_node or "" for lease in others}
+            self._missing = {n: t for n, t in self._missing.items() if n in owners}
+            found = [lease for lease in others if self._dead(lease.owner_node or "", now_s)]
             for lease in found:
                 logger.info(
                     "node %s is gone: drone %s waits for its drone%s",
@@ -116,6 +125,11 @@ class Sweeper:
                 raise
             except Exception:
                 logger.exception("handling a deadline of drone %s failed", lease.drone_id)
+
+    def _dead(self, node: str, now_s: float) -> bool:
+        """Whether `node`, without a heartbeat now, has been so for `dead_after_s`."""
+        since = self._missing.setdefault(node, now_s)
+        return now_s - since >= self._presence.dead_after_s
 
     @staticmethod
     async def _act(handler: Deadlines, lease: Lease, now: object) -> None:

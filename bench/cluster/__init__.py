@@ -1,0 +1,1 @@
+"""Several hub nodes: one node against two (`python -m bench.cluster`)."""
