@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import socketio
-from fastapi import FastAPI
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gadget.config import Settings
@@ -29,6 +29,7 @@ from gadget.hub.controls import Controls
 from gadget.hub.core import Core
 from gadget.hub.limits import login_throttle
 from gadget.hub.logs import install_frame_filter
+from gadget.hub.metrics import CONTENT_TYPE, Metrics, allowed
 from gadget.hub.recovery import Recovery
 from gadget.hub.sessions import Sessions
 from gadget.hub.sockets.base import Dispatcher, HubServer
@@ -71,6 +72,7 @@ class Hub:
     sessions: Sessions
     recovery: Recovery
     control: AgentControl
+    metrics: Metrics
     ready: bool = False
 
     async def start(self) -> None:
@@ -79,6 +81,7 @@ class Hub:
         self.writer.start()
         await self.sweeper.sweep(self.recovery)  # a restarted node's leases, before any socket
         self.sweeper.start(self.recovery)
+        self.metrics.lag.start()
         # Everything built so far lives as long as the process: keep it out of the
         # collector's full passes, which otherwise pause the relay (docs/performance.md).
         gc.freeze()
@@ -87,6 +90,7 @@ class Hub:
     async def stop(self) -> None:
         """Write everything owed (for a few seconds if the database is down), then stop."""
         self.ready = False
+        await self.metrics.lag.close()
         await self.sweeper.close()
         await self.tasks.close()
         await self.writer.close(grace_s=5.0)
@@ -156,7 +160,10 @@ def build_hub(settings: Settings) -> Hub:
         settings.db_timeout_s,
     )
     ConnectHandlers(sio, authn, store, drones, ides, bus, sessions, recovery).install()
-    Dispatcher(sio, drones, ides, bus).install(
+    dispatcher = Dispatcher(sio, drones, ides, bus)
+    metrics = Metrics(drones, ides, recorder, writer, bus, dispatcher)
+    writer.on_commit(metrics.committed)
+    dispatcher.install(
         ide=IdeHandlers(ides, sessions, turns, control).table(),
         drone=DroneHandlers(
             drones, writer, bus, turns, recovery, control.approvals, settings.flush_bytes
@@ -179,6 +186,7 @@ def build_hub(settings: Settings) -> Hub:
         sessions,
         recovery,
         control,
+        metrics,
     )
 
 
@@ -206,6 +214,18 @@ def build_api(hub: Hub) -> FastAPI:
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         return JSONResponse(hub.health(), status_code=200 if hub.ready else 503)
+
+    @api.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        host = request.client.host if request.client else None
+        if not allowed(
+            hub.settings.metrics_token,
+            request.headers.get("authorization"),
+            host,
+            request.headers.get,
+        ):
+            return JSONResponse({"detail": "metrics: not allowed from here"}, status_code=403)
+        return Response(hub.metrics.render(), media_type=CONTENT_TYPE)
 
     web = _web_root()
     if (web / "index.html").is_file():

@@ -57,14 +57,18 @@ class Bus:
         self._dropping: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_slow: Callable[[str], None] | None = None
+        #: Packets queued to sockets by event name (with Redis: emits), read by /metrics.
+        self.sent: dict[str, int] = {}
 
     async def to_room(self, room: str, event: str, *args: Any) -> None:
         """Emit to every socket in `room` (on this node, directly; else via the manager)."""
         if not self._direct:
+            self.sent[event] = self.sent.get(event, 0) + 1
             await self.sio.emit(event, args, room=room)
             return
         participants = self.sio.manager.get_participants("/", room)
         encoded: Any = None
+        queued = 0
         for sid, eio_sid in participants:
             if encoded is None:
                 encoded = self.sio.packet_class(sio_packet.EVENT, data=[event, *args]).encode()
@@ -79,8 +83,11 @@ class Bus:
                 continue
             try:
                 socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, encoded))
+                queued += 1
             except Exception:  # a socket closing under us must not stop the others
                 logger.debug("could not queue %s for %s", event, eio_sid, exc_info=True)
+        if queued:
+            self.sent[event] = self.sent.get(event, 0) + queued
 
     def _too_slow(self, sid: str) -> None:
         if sid in self._dropping:

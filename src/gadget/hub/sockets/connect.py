@@ -15,6 +15,7 @@ from gadget.hub.recovery import Recovery
 from gadget.hub.sessions import Sessions
 from gadget.hub.state.drones import Drones, Hello, Taken
 from gadget.hub.state.ides import IdeLink, Ides
+from gadget.logs import log_context
 from gadget.protocol import MAX_ID, ErrorCode, HubEvent, McpServerInfo, ModelInfo
 from gadget.store.repository import Store
 from gadget.store.tables import utcnow
@@ -79,11 +80,16 @@ class ConnectHandlers:
         drone = await self._store.get_drone(drone_id) if isinstance(drone_id, str) else None
         if drone is None or not self._auth.check_drone_key(drone.key_hash, auth.get("key")):
             raise AuthError("unknown drone or wrong key: register it with `gadget drone register`")
-        hello = hello_of(auth)
+        with log_context(drone=drone.id, user=drone.owner_id):
+            await self._drone_known(sid, drone.id, drone.owner_id, drone.name, hello_of(auth))
+
+    async def _drone_known(
+        self, sid: str, drone_id: str, owner_id: str, name: str, hello: Hello
+    ) -> None:
         # Cut to the column's size: PostgreSQL refuses longer values (SQLite would keep them).
-        await self._store.touch_drone(drone.id, hello.hostname[:255] if hello.hostname else None)
-        other = await self._drones.presence.drone(drone.id)
-        taken = await self._drones.connect(drone.id, drone.owner_id, drone.name, sid, hello)
+        await self._store.touch_drone(drone_id, hello.hostname[:255] if hello.hostname else None)
+        other = await self._drones.presence.drone(drone_id)
+        taken = await self._drones.connect(drone_id, owner_id, name, sid, hello)
         await self._replace(taken, other)
         await self._recovery.drone_connected(taken)
 
@@ -120,12 +126,14 @@ class ConnectHandlers:
         """Forget the socket; a drone's turn and an IDE's lock get their grace period."""
         ide = self._ides.get(sid)
         if ide is not None:
-            await self._sessions.ide_gone(ide)
+            with log_context(user=ide.user_id, drone=ide.drone_id):
+                await self._sessions.ide_gone(ide)
             return
         state = await self._drones.disconnect(sid)
         if state is not None:
-            await self._store.touch_drone(state.drone_id)
-            await self._recovery.drone_disconnected(state)
+            with log_context(drone=state.drone_id, user=state.owner_id):
+                await self._store.touch_drone(state.drone_id)
+                await self._recovery.drone_disconnected(state)
 
 
 def hello_of(auth: dict[str, Any]) -> Hello:

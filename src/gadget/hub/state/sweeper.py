@@ -16,6 +16,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gadget.hub.stream.writer import Writer
+from gadget.logs import log_context
 from gadget.store import leases
 from gadget.store.leases import Lease
 from gadget.store.repository import Store
@@ -110,12 +111,13 @@ class Sweeper:
         now = utcnow()
         due = await self._writer.transact(claim, timeout=self._timeout, after_stream=False)
         for lease in due:
-            try:
-                await self._act(handler, lease, now)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("handling a deadline of drone %s failed", lease.drone_id)
+            with log_context(drone=lease.drone_id, turn=lease.current_turn_id):
+                try:
+                    await self._act(handler, lease, now)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("handling a deadline of drone %s failed", lease.drone_id)
 
     @staticmethod
     async def _act(handler: Deadlines, lease: Lease, now: object) -> None:
