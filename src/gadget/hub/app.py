@@ -164,7 +164,7 @@ def build_hub(settings: Settings) -> Hub:
     metrics = Metrics(drones, ides, recorder, writer, bus, dispatcher)
     writer.on_commit(metrics.committed)
     dispatcher.install(
-        ide=IdeHandlers(ides, sessions, turns, control).table(),
+        ide=IdeHandlers(ides, sessions, turns, control, bus).table(),
         drone=DroneHandlers(
             drones, writer, bus, turns, recovery, control.approvals, settings.flush_bytes
         ).table(),

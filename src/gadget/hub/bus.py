@@ -2,8 +2,9 @@
 
 Rooms: `session:<chatSessionId>` holds every IDE socket showing a chat session (its
 turns' stream goes there); `drone:<droneId>` holds the IDE sockets of the drone's
-lock (status lines, logs, workspace mode); `user:<userId>` the IDE sockets of a user
-(drone list updates). python-socketio's client manager carries every emit: in-process
+lock (status lines, logs, workspace mode, its `droneState`); `user:<userId>` the IDE
+sockets of a user that asked for every drone's `droneState` (`watchDrones(true)`: an
+IDE showing the drone list). python-socketio's client manager carries every emit: in-process
 for one node, `AsyncRedisManager` for several, so nothing here assumes where a socket is.
 """
 
@@ -34,7 +35,7 @@ def drone_room(drone_id: str) -> str:
 
 
 def user_room(user_id: str) -> str:
-    """The room of every IDE socket of this user (drone list updates)."""
+    """The room of the IDE sockets of this user that watch the drone list (`watchDrones`)."""
     return f"user:{user_id}"
 
 
@@ -60,8 +61,8 @@ class Bus:
         #: Packets queued to sockets by event name (with Redis: emits), read by /metrics.
         self.sent: dict[str, int] = {}
 
-    async def to_room(self, room: str, event: str, *args: Any) -> None:
-        """Emit to every socket in `room` (on this node, directly; else via the manager)."""
+    async def to_room(self, room: str | list[str], event: str, *args: Any) -> None:
+        """Emit to every socket in `room` (or in any of several rooms, once each)."""
         if not self._direct:
             self.sent[event] = self.sent.get(event, 0) + 1
             await self.sio.emit(event, args, room=room)

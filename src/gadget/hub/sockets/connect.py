@@ -55,7 +55,7 @@ class ConnectHandlers:
         """Accept an IDE (`{"token"}`) or a drone (`{"registrationId", "key"}`); refuse the rest."""
         try:
             if isinstance(auth, dict) and "token" in auth:
-                await self._ide(sid, auth["token"])
+                await self._ide(sid, auth["token"], auth.get("watchDrones") is True)
             elif isinstance(auth, dict) and "registrationId" in auth:
                 await self._drone(sid, auth)
             else:
@@ -67,13 +67,14 @@ class ConnectHandlers:
             raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
         return True
 
-    async def _ide(self, sid: str, token: Any) -> None:
+    async def _ide(self, sid: str, token: Any, watch_drones: bool) -> None:
         user_id = self._auth.user_id_from_token(token)
         user = await self._store.get_user(user_id)
         if user is None:
             raise AuthError("unknown user: log in again")
         self._ides.add(IdeLink(sid, user.id, user.username))
-        await self._sio.enter_room(sid, user_room(user.id))
+        if watch_drones:
+            await self._sio.enter_room(sid, user_room(user.id))
 
     async def _drone(self, sid: str, auth: dict[str, Any]) -> None:
         drone_id = auth.get("registrationId")
