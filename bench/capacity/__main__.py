@@ -53,6 +53,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wait", type=float, default=1.0, help="a connect's deadline (s)")
     p.add_argument("--idle", type=int, default=0, help="instead: N idle drones of one user")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--profile", type=Path, default=None, help="the hub under cProfile, stats here")
+    p.add_argument("--no-storm", action="store_true", help="skip the reconnect storm")
     return p.parse_args(argv)
 
 
@@ -97,15 +99,18 @@ async def run_pairs(
     hub: ServerProcess, a: argparse.Namespace, tokens: list[str] | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"pairs": a.pairs, "users": a.users}
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), hub.cpu_seconds()
     pairs = await _registered(hub.url, a, tokens)
     out["register_s"] = time.perf_counter() - began
+    out["register_hub_cpu_s"] = hub.cpu_seconds() - cpu
     rss0 = await P.settle_rss(hub.proc.pid)
     log(f"{len(pairs)} drones registered in {out['register_s']:.1f} s; setting up pairs")
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), hub.cpu_seconds()
     await P.bounded([functools.partial(P.start_pair, hub.url, p) for p in pairs], a.concurrency)
     out["sockets_lock_prompt_s"] = time.perf_counter() - began
+    out["sockets_lock_prompt_hub_cpu_s"] = hub.cpu_seconds() - cpu
     out["setup_s"] = out["register_s"] + out["sockets_lock_prompt_s"]
+    out["setup_hub_cpu_s"] = out["register_hub_cpu_s"] + out["sockets_lock_prompt_hub_cpu_s"]
     rss1 = await P.settle_rss(hub.proc.pid, 2.0)
     out["rss_before_kib"], out["rss_after_kib"] = rss0, rss1
     out["kib_per_pair"] = (rss1 - rss0) / len(pairs)
@@ -118,6 +123,7 @@ async def run_pairs(
     after = await scrape.take()
     out.update(lag_and_writes(scrape.first, after))
     out["stream_cpu_share"] = (cpu1 - cpu0) / (wall1 - wall0)
+    out["stream_hub_cpu_us_per_event"] = (cpu1 - cpu0) / max(1, sum(p.sent for p in pairs)) * 1e6
     out["stream_p50_ms"], out["stream_p99_ms"] = _pct(lat, 50) * 1e3, _pct(lat, 99) * 1e3
     out["stream_max_ms"] = max(lat) * 1e3 if lat else float("nan")
     out["stream_lost"] = sum(p.sent - p.received for p in pairs)
@@ -125,7 +131,12 @@ async def run_pairs(
     log(
         f"streamed: p99 {out['stream_p99_ms']:.1f} ms, loop lag max {out['loop_lag_max_ms']:.1f} ms"
     )
+    if a.no_storm:
+        await P.close_all(pairs)
+        return out
+    cpu = hub.cpu_seconds()
     took, failed = await P.reconnect_storm(hub.url, pairs, a.spread, a.wait)
+    out["reconnect_hub_cpu_s"] = hub.cpu_seconds() - cpu
     out["reconnect_failed"] = failed
     out["reconnect_p50_ms"] = _pct(took, 50) * 1e3
     out["reconnect_p99_ms"] = _pct(took, 99) * 1e3
@@ -166,7 +177,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-capacity-") as tmp:
         home = Path(tmp) / "hub"
         tokens = await _users(home, a)
-        hub = await start_server("hub", home, server_cpu, False)
+        hub = await start_server("hub", home, server_cpu, False, a.profile)
         if client_cpu is not None:
             os.sched_setaffinity(0, {client_cpu})
         try:
