@@ -28,7 +28,11 @@ class Scrape:
             for s in family.samples:
                 if s.name.startswith("gadget_events"):
                     continue
-                samples[(s.name, s.labels.get("le", ""))] = s.value
+                key = s.labels.get("le", "")
+                if "generation" in s.labels:  # the collector's passes: generation 2 only
+                    if s.labels["generation"] != "2":
+                        continue
+                samples[(s.name, key)] = s.value
         if not self.first:
             self.first = samples
         return samples
@@ -69,4 +73,7 @@ def lag_and_writes(a: Samples, b: Samples) -> dict[str, Any]:
         * 1e3,
         "relay_p99_bucket_ms": _bucket_quantile(a, b, "gadget_relay_seconds", 0.99) * 1e3,
         "database_errors": _delta(a, b, "gadget_database_errors_total"),
+        "gc_full_passes": _delta(a, b, "gadget_gc_pause_seconds_count"),
+        "gc_full_pause_total_ms": _delta(a, b, "gadget_gc_pause_seconds_sum") * 1e3,
+        "gc_pause_max_ms": b.get(("gadget_gc_pause_max_seconds", ""), math.nan) * 1e3,
     }

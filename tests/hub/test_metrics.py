@@ -63,9 +63,7 @@ async def test_metrics_after_a_real_turn(hub: HubHarness) -> None:
     assert value(m, "gadget_turns_live") == 0
     assert value(m, "gadget_write_batch_rows_count") >= 1
     assert value(m, "gadget_write_batch_rows_sum") >= 1
-    assert value(m, "gadget_write_batch_seconds_count") == value(
-        m, "gadget_write_batch_rows_count"
-    )
+    assert value(m, "gadget_write_batch_seconds_count") == value(m, "gadget_write_batch_rows_count")
     assert value(m, "gadget_database_errors_total") == 0
     assert value(m, "gadget_database_up") == 1
     assert value(m, "gadget_uncommitted_bytes") == 0

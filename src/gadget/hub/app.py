@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from gadget.hub.changes import Changes
 from gadget.hub.control import AgentControl
 from gadget.hub.controls import Controls
 from gadget.hub.core import Core
+from gadget.hub.gcpolicy import FreezeAfterFullPasses
 from gadget.hub.limits import login_throttle
 from gadget.hub.logs import install_frame_filter
 from gadget.hub.metrics import CONTENT_TYPE, Metrics, allowed
@@ -73,6 +73,7 @@ class Hub:
     recovery: Recovery
     control: AgentControl
     metrics: Metrics
+    collector: FreezeAfterFullPasses = field(default_factory=FreezeAfterFullPasses)
     ready: bool = False
 
     async def start(self) -> None:
@@ -82,15 +83,19 @@ class Hub:
         await self.sweeper.sweep(self.recovery)  # a restarted node's leases, before any socket
         self.sweeper.start(self.recovery)
         self.metrics.lag.start()
+        self.metrics.gc.start()
         # Everything built so far lives as long as the process: keep it out of the
-        # collector's full passes, which otherwise pause the relay (docs/performance.md).
-        gc.freeze()
+        # collector's full passes, which otherwise pause the relay (docs/performance.md);
+        # from now on, every full pass' survivors too (hub/gcpolicy.py).
+        self.collector.start()
         self.ready = True
 
     async def stop(self) -> None:
         """Write everything owed (for a few seconds if the database is down), then stop."""
         self.ready = False
         await self.metrics.lag.close()
+        self.metrics.gc.stop()
+        await self.collector.close()
         await self.sweeper.close()
         await self.tasks.close()
         await self.writer.close(grace_s=5.0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import ipaddress
 import time
@@ -92,13 +93,18 @@ class Histogram:
         """How many values were observed."""
         return sum(self.counts)
 
-    def family(self, name: str, doc: str) -> HistogramMetricFamily:
-        """As a Prometheus histogram (cumulative buckets)."""
-        buckets, running = [], 0
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative (upper bound, count) pairs, +Inf last."""
+        buckets: list[tuple[str, float]] = []
+        running = 0
         for bound, n in zip([*map(_le, self.bounds), "+Inf"], self.counts, strict=True):
             running += n
             buckets.append((bound, running))
-        return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=self.sum)
+        return buckets
+
+    def family(self, name: str, doc: str) -> HistogramMetricFamily:
+        """As a Prometheus histogram (cumulative buckets)."""
+        return HistogramMetricFamily(name, doc, buckets=self.buckets(), sum_value=self.sum)
 
 
 def _le(bound: float) -> str:
@@ -149,6 +155,42 @@ class LoopLag:
 
 
 @dataclass(eq=False)
+class GcPauses:
+    """How long the collector's passes stop the process, by generation (gc.callbacks).
+
+    Installed by :meth:`start` and removed by :meth:`stop` (the callbacks are the
+    interpreter's, so nothing is registered before the hub starts).
+    """
+
+    hist: dict[int, Histogram] = field(
+        default_factory=lambda: {g: Histogram(SECONDS_BUCKETS) for g in range(3)}
+    )
+    peak: float = 0.0
+    _began: float = 0.0
+
+    def start(self) -> None:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def take_max(self) -> float:
+        """The longest pass since the previous call."""
+        peak, self.peak = self.peak, 0.0
+        return peak
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+            return
+        took = time.perf_counter() - self._began
+        self.hist[info["generation"]].observe(took)
+        self.peak = max(self.peak, took)
+
+
+@dataclass(eq=False)
 class Metrics:
     """Every figure of one hub process, read from the parts that own them at each scrape.
 
@@ -169,6 +211,7 @@ class Metrics:
     #: Turns whose end was stored, by status ("finished", "error", "cancelled").
     turns_ended: Counts = field(default_factory=dict)
     lag: LoopLag = field(default_factory=LoopLag)
+    gc: GcPauses = field(default_factory=GcPauses)
     registry: CollectorRegistry = field(init=False)
 
     def __post_init__(self) -> None:
@@ -277,6 +320,17 @@ class Metrics:
             lag.take_max(),
         )
         yield lag.hist.family("gadget_loop_lag", "The event loop's lag (sleep overshoot).")
+        passes = HistogramMetricFamily(
+            "gadget_gc_pause_seconds", "Collector passes, by generation.", labels=("generation",)
+        )
+        for generation, hist in self.gc.hist.items():
+            passes.add_metric((str(generation),), hist.buckets(), hist.sum)
+        yield passes
+        yield _gauge(
+            "gadget_gc_pause_max_seconds",
+            "The longest collector pass since the previous scrape.",
+            self.gc.take_max(),
+        )
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
