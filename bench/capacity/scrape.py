@@ -28,11 +28,9 @@ class Scrape:
             for s in family.samples:
                 if s.name.startswith("gadget_events"):
                     continue
-                key = s.labels.get("le", "")
-                if "generation" in s.labels:  # the collector's passes: generation 2 only
-                    if s.labels["generation"] != "2":
-                        continue
-                samples[(s.name, key)] = s.value
+                if s.labels.get("generation", "2") != "2":  # the collector: full passes only
+                    continue
+                samples[(s.name, s.labels.get("le", ""))] = s.value
         if not self.first:
             self.first = samples
         return samples

@@ -34,6 +34,14 @@ MIN_TOKEN, MAX_TOKEN = 4, 40
 SAMPLE_EVERY_S = 0.05
 
 
+def _ignore(name: str, args: list[Any]) -> list[Any] | None:
+    return None
+
+
+#: Runs so far (each gets its own token character).
+_RUNS = [0]
+
+
 class WireEmitter:
     """What the outbox needs of a socketio.AsyncClient (`emit`), over a `wire.Socket`."""
 
@@ -64,6 +72,8 @@ class TokenStream:
     rng: random.Random
     #: The last seq the hub applied for this turn (earlier runs on the same streams).
     first_seq: int = 0
+    #: This run's token character: late events of an earlier run are told apart and ignored.
+    char: str = "x"
     outbox: Outbox = field(init=False)
     runner: asyncio.Task[None] | None = None
     #: (token, handed-to-outbox time) not yet seen at the IDE.
@@ -95,13 +105,16 @@ class TokenStream:
             self.runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.runner
-        self.base.ide.on_event, self.base.drone.on_event = self._saved
+        # Events still in flight (an overloaded server) must not reach the other workloads'
+        # handler: the IDE ignores everything until the next run installs its own.
+        self.base.ide.on_event = _ignore
+        self.base.drone.on_event = self._saved[1]
         ended = self.outbox.end_turn()
         return ended[1] if ended else self.first_seq
 
     def token(self) -> None:
         """The model produced one token: hand it to the outbox."""
-        text = "x" * self.rng.randint(MIN_TOKEN, MAX_TOKEN)
+        text = self.char * self.rng.randint(MIN_TOKEN, MAX_TOKEN)
         self.pending.append((text, perf_counter()))
         self.generated += 1
         self.outbox.text("response", text)
@@ -109,6 +122,8 @@ class TokenStream:
     def on_ide_event(self, name: str, args: list[Any]) -> list[Any] | None:
         if name != "response" or not args or not isinstance(args[0], str):
             return None
+        if not args[0].startswith(self.char):
+            return None  # a late event of an earlier run
         content, now, pos = args[0], perf_counter(), 0
         while pos < len(content):
             if not self.pending:
@@ -199,7 +214,9 @@ async def tokens(
     check(base, server.kind)
     acks = server.kind == "hub"
     rng = random.Random(7)
-    streams = [TokenStream(b, b.turn_id, window_ms, rng, b.seq) for b in base]
+    _RUNS[0] += 1
+    char = chr(ord("a") + _RUNS[0] % 26)
+    streams = [TokenStream(b, b.turn_id, window_ms, rng, b.seq, char) for b in base]
     for s in streams:
         s.start()
     depth: list[tuple[int, int]] = []

@@ -23,7 +23,7 @@ async def test_survivors_of_a_full_pass_are_frozen_until_a_thaw() -> None:
     finally:
         await policy.close()
         gc.unfreeze()
-    assert policy._callback not in gc.callbacks  # noqa: SLF001
+    assert policy._callback not in gc.callbacks
     gc.collect(2)
     await asyncio.sleep(0)
     assert policy.freezes == 1
