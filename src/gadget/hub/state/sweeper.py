@@ -70,7 +70,11 @@ class Sweeper:
     async def close(self) -> None:
         """Stop sweeping."""
         if self._task is not None:
-            self._task.cancel()
+            # Python 3.11's wait_for can swallow a cancel that arrives as the transaction it
+            # waits for completes (the sweep then goes on to sleep): cancel until it ends.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1.0)
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
