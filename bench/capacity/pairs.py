@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,6 +44,8 @@ class Pair:
     ide: Socket = field(default_factory=Socket)
     sent: int = 0
     received: int = 0
+    #: As a drone process' `instance`: the same across its reconnects.
+    instance: str = field(default_factory=lambda: os.urandom(8).hex())
     misordered: int = 0
     latencies: list[float] | None = None
 
@@ -127,10 +131,22 @@ async def register(http: httpx.AsyncClient, pair: Pair, name: str) -> None:
 
 # -- sockets ---------------------------------------------------------------------
 async def connect_drone(url: str, pair: Pair, timeout: float = 30) -> float:
-    """Connect the pair's drone socket; the seconds it took."""
+    """Connect the pair's drone socket as `gadget drone` does; the seconds it took.
+
+    Its auth says what it runs (`running`: the turn and the last event sent, which the
+    hub numbered) and its process' `instance`, as the drone's client does on a reconnect.
+    """
+    auth: dict[str, Any] = {
+        "registrationId": pair.drone_id,
+        "key": pair.key,
+        "instance": pair.instance,
+        "hostname": "bench",
+        "pid": os.getpid(),
+        "running": {"turnId": pair.turn_id, "seq": pair.sent} if pair.turn_id else None,
+    }
     pair.drone = Socket(_drone_events)
     began = perf_counter()
-    await pair.drone.connect(url, {"registrationId": pair.drone_id, "key": pair.key}, timeout)
+    await pair.drone.connect(url, auth, timeout)
     return perf_counter() - began
 
 
@@ -215,11 +231,17 @@ async def reconnect_storm(
         await asyncio.sleep(max(0.0, began + spread * i / len(pairs) - perf_counter()))
         try:
             return await connect_drone(url, pair, timeout=wait_timeout)
-        except Exception:
+        except Exception as exc:
+            errors[type(exc).__name__ + ": " + str(exc)[:120]] = (
+                errors.get(type(exc).__name__ + ": " + str(exc)[:120], 0) + 1
+            )
             return None
 
+    errors: dict[str, int] = {}
     results = await asyncio.gather(*(one(i, p) for i, p in enumerate(pairs)))
     took = [r for r in results if r is not None]
+    for text, n in errors.items():
+        print(f"reconnect failures: {n} x {text}", file=sys.stderr)
     return took, len(results) - len(took)
 
 

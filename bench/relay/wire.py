@@ -96,7 +96,11 @@ class Socket(asyncio.Protocol):
                 if not opening.startswith(b"0"):
                     raise ConnectRefused(f"expected an Engine.IO open packet, got {opening[:80]!r}")
                 self._send(b"40" + orjson.dumps(auth))
+                early: list[bytes] = []
                 answer = await setup.get()
+                while answer and not answer.startswith((b"40", b"44")):
+                    early.append(answer)  # the hub's connect handler emitted first
+                    answer = await setup.get()
         except BaseException:
             if self._transport is not None:
                 self._transport.abort()  # as a client that gave up: the socket goes away
@@ -104,6 +108,8 @@ class Socket(asyncio.Protocol):
         if not answer.startswith(b"40"):
             raise ConnectRefused(answer[:200].decode(errors="replace"))
         self.sid = orjson.loads(answer[2:]).get("sid", "")
+        for packet in early:
+            self._packet(packet)
 
     def emit(self, event: str, *args: Any) -> None:
         """Send an event without an ack: one frame written to the socket now."""
