@@ -167,9 +167,12 @@ class HubClient:
         self.clients.append(client)
         return client
 
-    async def ide(self, token: str) -> Client:
-        """A connected IDE socket."""
-        return await self.connect({"token": token})
+    async def ide(self, token: str, watch_drones: bool = False) -> Client:
+        """A connected IDE socket (`watch_drones`: it gets every drone's `droneState`)."""
+        auth: dict[str, Any] = {"token": token}
+        if watch_drones:
+            auth["watchDrones"] = True
+        return await self.connect(auth)
 
     async def drone(
         self,

@@ -1,4 +1,7 @@
-"""`uv run python -m bench.relay [--quick]`: hub vs bare relay, and block append cost.
+"""`uv run python -m bench.relay [--quick] [--tokens]`: hub vs bare relay, and block append cost.
+
+`--tokens` runs the tokens mode instead (bench/relay/tokens.py): model-sized tokens at
+`--rates` tokens/s per stream through the real drone outbox, on both servers.
 
 Starts the hub and a bare python-socketio relay in their own processes (pinned
 to the first CPU, the load generator to the second), connects the same
@@ -24,6 +27,7 @@ from bench.relay import report
 from bench.relay.blocks import append_cost
 from bench.relay.clients import Stream, bare_streams, hub_streams
 from bench.relay.servers import ServerProcess, pin_cpus, start_server
+from bench.relay.tokens import TokenFigures, tokens
 from bench.relay.workloads import paced, unpaced
 
 KINDS = ("hub", "bare")
@@ -48,6 +52,10 @@ class Options:
     reps: int
     plain_asyncio: bool
     json_path: Path | None
+    tokens: bool = False
+    #: Tokens mode: (tokens/s per stream, streams) pairs, and coalescing windows (ms).
+    loads: tuple[tuple[float, int], ...] = ()
+    windows: tuple[float, ...] = (15.0,)
 
 
 def parse(argv: list[str] | None) -> Options:
@@ -61,9 +69,26 @@ def parse(argv: list[str] | None) -> Options:
         "--asyncio", action="store_true", help="serve both on asyncio's own loop instead of uvloop"
     )
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--tokens", action="store_true", help="the tokens mode (real drone outbox)")
+    p.add_argument(
+        "--loads",
+        default="50x200,200x200,1000x80",
+        help="tokens mode: RATExSTREAMS,... (tokens/s per stream x streams)",
+    )
+    p.add_argument(
+        "--windows",
+        default="15",
+        help="tokens mode: outbox coalescing windows in ms, comma-separated",
+    )
     a = p.parse_args(argv)
     quick = bool(a.quick)
+    loads = tuple(
+        (float(r), int(n)) for r, n in (item.split("x") for item in a.loads.split(",") if item)
+    )
     return Options(
+        tokens=a.tokens,
+        loads=loads,
+        windows=tuple(float(w) for w in a.windows.split(",") if w),
         rounds=1 if quick else max(1, min(a.rounds, 20)),
         warmup=0.5 if quick else 1.0,
         duration=2.0 if quick else 3.0,
@@ -128,6 +153,46 @@ def contention() -> str:
     return text
 
 
+async def token_rounds(workdir: Path, o: Options) -> list[tuple[str, TokenFigures]]:
+    """Every (load, window) in tokens mode on both servers, alternating which goes first."""
+    server_cpu, _ = pin_cpus()
+    servers: dict[str, ServerProcess] = {}
+    streams: dict[str, list[Stream]] = {}
+    out: list[tuple[str, TokenFigures]] = []
+    most = max(n for _, n in o.loads)
+    try:
+        for kind in KINDS:
+            servers[kind] = await start_server(kind, workdir / kind, server_cpu, o.plain_asyncio)
+        streams["bare"] = await bare_streams(servers["bare"].url, most, o.window)
+        streams["hub"] = await hub_streams(servers["hub"].url, most, o.window)
+        log(f"servers up, {most} streams each")
+        i = 0
+        for rate, n in o.loads:
+            for window in o.windows:
+                for kind in KINDS if i % 2 == 0 else KINDS[::-1]:
+                    log(f"tokens {rate:g}/s x {n} streams, window {window:g} ms: {kind}")
+                    fig = await tokens(
+                        streams[kind][:n], servers[kind], rate, window, o.warmup, o.duration
+                    )
+                    out.append((kind, fig))
+                    await asyncio.sleep(PAUSE_S)
+                i += 1
+    finally:
+        for group in streams.values():
+            await asyncio.gather(*(s.close() for s in group))
+        for server in servers.values():
+            await server.stop()
+    return out
+
+
+async def run_tokens(o: Options) -> list[tuple[str, TokenFigures]]:
+    _, client_cpu = pin_cpus()
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
+    with tempfile.TemporaryDirectory(prefix="bench-tokens-") as tmp:
+        return await token_rounds(Path(tmp), o)
+
+
 async def run(o: Options) -> report.Results:
     results = report.Results(setup=describe(o))
     _, client_cpu = pin_cpus()
@@ -143,6 +208,18 @@ async def run(o: Options) -> report.Results:
 
 def main(argv: list[str] | None = None) -> None:
     o = parse(argv)
+    if o.tokens:
+        setup = describe(o)
+        figures = asyncio.run(run_tokens(o))
+        setup["after"] = contention()
+        for key, value in setup.items():
+            print(f"{key}: {value}")
+        print()
+        print(report.tokens_table(figures))
+        if o.json_path is not None:
+            rows = [{"server": k, **dataclasses.asdict(f)} for k, f in figures]
+            o.json_path.write_text(json.dumps(rows, indent=2))
+        return
     results = asyncio.run(run(o))
     for key, value in results.setup.items():
         print(f"{key}: {value}")

@@ -1,8 +1,8 @@
 """The cost of appending a block to a turn that has 10 blocks against one with 10,000.
 
 Straight on gadget.store (Store, make_engine, migrate) over a temporary SQLite
-file, with the recorder's own writes of a text block (`Store.write_batch`, as its
-writer task does): the block's first flush (`InsertBlock`) and a later one
+file, with the recorder's own writes of a text block (`Store.write` of a
+`TurnWrite`, as its writer task does): the block's first flush (`InsertBlock`) and a later one
 (`AppendBlock`, `content || delta` addressed by turn and index). Both turns live in the same table,
 so they differ only in how many blocks the turn already has; the timed appends
 alternate between them and each timed block is deleted again (untimed), so
@@ -18,11 +18,11 @@ from time import perf_counter
 
 from sqlalchemy import delete, insert
 
-from gadget.protocol import BlockMode
-from gadget.store.batch import AppendBlock, InsertBlock
+from gadget.protocol import BlockMode, TurnStatus
+from gadget.store.batch import AppendBlock, InsertBlock, TurnWrite
 from gadget.store.database import make_engine, migrate
 from gadget.store.repository import Store
-from gadget.store.tables import TurnBlock, utcnow
+from gadget.store.tables import ChatTurn, TurnBlock, new_id, utcnow
 
 SMALL, LARGE = 10, 10_000
 
@@ -40,10 +40,31 @@ class AppendCost:
         return self.large_ms / self.small_ms
 
 
+#: The last seq written per turn: the store applies each seq of a turn once.
+_SEQ: dict[str, int] = {}
+
+
 async def _turn(store: Store, owner: str, project: str, drone: str) -> str:
     chat = await store.create_chat_session(owner, project, drone)
-    turn = await store.create_turn(chat.id, owner, "prompt")
+    turn = ChatTurn(
+        id=new_id(),
+        chat_session_id=chat.id,
+        user_id=owner,
+        prompt="prompt",
+        status=TurnStatus.PROCESSING.value,
+    )
+    async with store.transaction() as session:
+        session.add(turn)
     return turn.id
+
+
+async def _write(store: Store, turn_id: str, op: InsertBlock | AppendBlock) -> None:
+    await store.write([TurnWrite(turn_id, None, 0, op.seq, [op])], "bench")
+
+
+def _next_seq(turn_id: str) -> int:
+    _SEQ[turn_id] = _SEQ.get(turn_id, 0) + 1
+    return _SEQ[turn_id]
 
 
 async def _fill(store: Store, turn_id: str, count: int) -> None:
@@ -61,8 +82,9 @@ async def _fill(store: Store, turn_id: str, count: int) -> None:
 async def _append(store: Store, turn_id: str, idx: int) -> float:
     """Seconds for the recorder's writes of one new text block (then delete it, untimed)."""
     t0 = perf_counter()
-    await store.write_batch([InsertBlock(turn_id, idx, 1, BlockMode.RESPONDING, utcnow(), "Hello")])
-    await store.write_batch([AppendBlock(turn_id, idx, ", world")])
+    first = InsertBlock(_next_seq(turn_id), idx, 1, BlockMode.RESPONDING, utcnow(), "Hello")
+    await _write(store, turn_id, first)
+    await _write(store, turn_id, AppendBlock(_next_seq(turn_id), idx, ", world"))
     elapsed = perf_counter() - t0
     async with store.engine.begin() as conn:
         await conn.execute(

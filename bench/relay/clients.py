@@ -41,6 +41,9 @@ class Stream:
     space: asyncio.Event = field(default_factory=asyncio.Event)
     #: (send time, latency) of each received token while recording, else None.
     latencies: list[tuple[float, float]] | None = None
+    #: The turn the drone streams (tokens mode numbers its events), and its last seq.
+    turn_id: str = ""
+    seq: int = 0
 
     def __post_init__(self) -> None:
         self.ide.on_event = self.on_ide_event
@@ -89,7 +92,7 @@ async def bare_streams(url: str, n: int, window: int) -> list[Stream]:
     """N connected pairs on the bare relay (room `s<i>`)."""
 
     async def one(i: int) -> Stream:
-        s = Stream(window=window)
+        s = Stream(window=window, turn_id=f"t{i}")
         await s.ide.connect(url, {"room": f"s{i}"})
         await s.drone.connect(url, {"room": f"s{i}", "drone": True})
         return s
@@ -135,6 +138,7 @@ async def _hub_stream(url: str, token: str, project_id: str, drone: tuple[str, s
     assert ok is True, turn_id
     async with asyncio.timeout(30):
         await got_order.wait()
+    s.turn_id = turn_id
     return s
 
 

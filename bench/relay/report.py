@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.relay.blocks import LARGE, SMALL, AppendCost
+from bench.relay.tokens import TokenFigures
 from bench.relay.workloads import Latency, Throughput
 
 TARGET_RATIO = 0.6
@@ -124,3 +125,46 @@ def verdict(results: Results) -> str:
         ok = "ok" if ratio >= TARGET_RATIO else "BELOW TARGET"
         parts.append(f"{label}: {ratio:.2f} ({ok})")
     return f"hub/bare throughput (target ≥ {TARGET_RATIO}): " + ", ".join(parts)
+
+
+def _opt(value: float | None, fmt: str) -> str:
+    return "" if value is None else fmt.format(value)
+
+
+def tokens_table(figures: list[tuple[str, TokenFigures]]) -> str:
+    """Tokens mode: one line per server and load, then the hub/bare ratios."""
+    lines = [
+        "| server | tok/s per stream x streams | window ms | tokens/s delivered | events/s "
+        "| tokens/event | server CPU % | tokens per server CPU-s | p50 ms | p99 ms | max ms "
+        "| ack p50 ms | ack p99 ms | outbox depth p50 / max events | max kept KiB | lost |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind, f in figures:
+        depth = (
+            f"{f.depth_events_p50:g} / {f.depth_events_max}"
+            if f.depth_events_max is not None
+            else ""
+        )
+        kib = _opt(None if f.depth_bytes_max is None else f.depth_bytes_max / 1024, "{:,.0f}")
+        lines.append(
+            f"| {kind} | {f.rate:g} x {f.streams} | {f.window_ms:g} | {f.tokens_per_s:,.0f} "
+            f"| {f.events_per_s:,.0f} | {f.tokens_per_event:.1f} | {f.cpu_share * 100:.0f} "
+            f"| {f.tokens_per_cpu_s:,.0f} | {f.p50_ms:.2f} | {f.p99_ms:.2f} | {f.max_ms:.1f} "
+            f"| {_opt(f.ack_p50_ms, '{:.0f}')} | {_opt(f.ack_p99_ms, '{:.0f}')} | {depth} "
+            f"| {kib} | {f.lost} |"
+        )
+    hub = {(f.rate, f.streams, f.window_ms): f for k, f in figures if k == "hub"}
+    bare = {(f.rate, f.streams, f.window_ms): f for k, f in figures if k == "bare"}
+    lines += [
+        "",
+        "| load, window | hub/bare tokens per server CPU-s | hub/bare p99 |",
+        "|---|---:|---:|",
+    ]
+    for key, h in hub.items():
+        b = bare.get(key)
+        if b is not None:
+            lines.append(
+                f"| {key[0]:g} x {key[1]}, {key[2]:g} ms "
+                f"| {h.tokens_per_cpu_s / b.tokens_per_cpu_s:.2f} | {h.p99_ms / b.p99_ms:.2f} |"
+            )
+    return "\n".join(lines)

@@ -88,17 +88,28 @@ class Socket(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._upgraded, self._lost = loop.create_future(), loop.create_future()
         self._setup = setup = asyncio.Queue()
-        async with asyncio.timeout(timeout):
-            await loop.create_connection(lambda: self, uri.host, uri.port)
-            await self._upgraded
-            opening = await setup.get()
-            if not opening.startswith(b"0"):
-                raise ConnectRefused(f"expected an Engine.IO open packet, got {opening[:80]!r}")
-            self._send(b"40" + orjson.dumps(auth))
-            answer = await setup.get()
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.create_connection(lambda: self, uri.host, uri.port)
+                await self._upgraded
+                opening = await setup.get()
+                if not opening.startswith(b"0"):
+                    raise ConnectRefused(f"expected an Engine.IO open packet, got {opening[:80]!r}")
+                self._send(b"40" + orjson.dumps(auth))
+                early: list[bytes] = []
+                answer = await setup.get()
+                while answer and not answer.startswith((b"40", b"44")):
+                    early.append(answer)  # the hub's connect handler emitted first
+                    answer = await setup.get()
+        except BaseException:
+            if self._transport is not None:
+                self._transport.abort()  # as a client that gave up: the socket goes away
+            raise
         if not answer.startswith(b"40"):
             raise ConnectRefused(answer[:200].decode(errors="replace"))
         self.sid = orjson.loads(answer[2:]).get("sid", "")
+        for packet in early:
+            self._packet(packet)
 
     def emit(self, event: str, *args: Any) -> None:
         """Send an event without an ack: one frame written to the socket now."""
@@ -141,7 +152,11 @@ class Socket(asyncio.Protocol):
             if isinstance(event, Frame):
                 if event.opcode is Opcode.TEXT:
                     self._packet(bytes(event.data))
-            elif isinstance(event, Response) and self._upgraded is not None:
+            elif (
+                isinstance(event, Response)
+                and self._upgraded is not None
+                and not self._upgraded.done()  # a connect that timed out
+            ):
                 if self._ws.handshake_exc is not None:
                     self._upgraded.set_exception(ConnectRefused(str(self._ws.handshake_exc)))
                 else:

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     recovery_window_s: float = Field(default=5.0, gt=0)
     #: Most packets queued for one IDE socket before it is disconnected as too slow.
     ide_queue_max: int = Field(default=20_000, gt=0)
+    #: Bearer token that `GET /metrics` asks for; unset: only loopback clients not behind a
+    #: proxy may read it (docs/operations.md).
+    metrics_token: str | None = None
     #: The permission mode of new chat sessions (a user may set their own: PATCH /api/settings).
     default_permission_mode: PermissionMode = PermissionMode.ASK
 

@@ -130,6 +130,8 @@ class IdeEvent(StrEnum):
     REVERT_TURN = "revertTurn"
     #: `setModel(model | null)`: the locked session's model (null: the drone's default).
     SET_MODEL = "setModel"
+    #: `watchDrones(bool)`: whether this socket gets `droneState` for every drone of its user.
+    WATCH_DRONES = "watchDrones"
 
 
 class DroneEvent(StrEnum):

@@ -100,6 +100,8 @@ REST: dict[Route, RestRow] = {
     ("GET", "/api/settings"): RestRow(200, 200),
     ("PATCH", "/api/settings"): RestRow(200, 200, body=lambda w: {"defaultPermissionMode": "ask"}),
     ("GET", "/healthz"): PUBLIC,
+    # Loopback clients not behind a proxy (tests/hub/test_metrics.py covers the refusals).
+    ("GET", "/metrics"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
@@ -194,6 +196,8 @@ class IdeRow:
     accepted: Callable[[World, tuple[Any, ...]], Awaitable[None]]
     #: The reason another user's IDE (holding no lock) is refused with.
     other: Callable[[World], str]
+    #: For an event anyone may send about their own things: checks another user's ack.
+    other_accepted: Callable[[World, tuple[Any, ...]], Awaitable[None]] | None = None
 
 
 async def _locked_again(w: World, ack: tuple[Any, ...]) -> None:
@@ -248,6 +252,16 @@ async def _reverted(w: World, ack: tuple[Any, ...]) -> None:
     assert turn["reverted"] is True
 
 
+async def _watching(w: World, ack: tuple[Any, ...]) -> None:
+    assert ack == (True,), ack
+
+
+async def _watching_own(w: World, ack: tuple[Any, ...]) -> None:
+    assert ack == (True,), ack
+    await w.bob_idle.call("watchDrones", False)  # a round trip: what was sent has arrived
+    assert all(a[0]["_id"] not in w.ann_ids() for a in w.bob_idle.log.of("droneState"))
+
+
 async def _model_set(w: World, ack: tuple[Any, ...]) -> None:
     assert ack == (True,), ack
     await received(w.ann.ide, 0, "modelChanged", {"chatSession": w.ann.chat_id, "model": "m2"})
@@ -285,6 +299,9 @@ IDE: dict[IdeEvent, IdeRow] = {
     ),
     IdeEvent.REVERT_TURN: IdeRow(lambda w: (w.done_turn,), "idle", _reverted, lambda w: NO_LOCK),
     IdeEvent.SET_MODEL: IdeRow(lambda w: ("m2",), "idle", _model_set, lambda w: NO_LOCK),
+    IdeEvent.WATCH_DRONES: IdeRow(
+        lambda w: (True,), "idle", _watching, lambda w: "", other_accepted=_watching_own
+    ),
 }
 
 IdeCaller = Literal["none", "expired", "drone", "other", "owner"]
@@ -299,6 +316,8 @@ async def ide_cell(w: World, event: IdeEvent, row: IdeRow, caller: IdeCaller) ->
         assert await connect_refusal(w.hub, {"token": w.expired}) == EXPIRED
     elif caller == "drone":
         await assert_refused(w.ann.drone, event, args, not_accepted(event))
+    elif caller == "other" and row.other_accepted is not None:
+        await row.other_accepted(w, as_tuple(await w.bob_idle.call(event, *args)))
     elif caller == "other":
         await assert_refused(w.bob_idle, event, args, row.other(w))
     else:

@@ -166,7 +166,8 @@ async def test_drone_back_within_grace_keeps_its_turn(hub_factory: HubFactory) -
 async def test_ide_away_longer_than_grace_loses_the_lock(hub_factory: HubFactory) -> None:
     async with hub_factory(drone_grace_s=0.3) as hub:
         s = await setup_session(hub)
-        watcher = await hub.ide(s.token)  # another socket of the user, not in the session
+        # Another socket of the user, not in the session, showing the drone list.
+        watcher = await hub.ide(s.token, watch_drones=True)
         await s.ide.close()
         await asyncio.sleep(0.1)
         assert (await drone_state(hub, s.token, s.drone_id))["lockedBy"] is not None

@@ -102,7 +102,7 @@ async def test_a_prompt_in_user_mode_is_refused_without_a_turn(hub: HubHarness) 
 async def test_drone_state_says_when_it_was_last_seen_and_its_sandbox(hub: HubHarness) -> None:
     token = await hub.signup("ann")
     drone_id, key = await hub.create_drone(token)
-    watcher = await hub.ide(token)
+    watcher = await hub.ide(token, watch_drones=True)
     drone = await hub.connect({"registrationId": drone_id, "key": key, "sandbox": "none"})
     online = await watcher.log.wait_for("droneState", lambda a: a[0]["online"] is True)
     assert online[0]["sandbox"] == "none" and online[0]["lastSeen"]
@@ -181,7 +181,7 @@ async def test_the_drones_model_report_reaches_the_drone_list(hub: HubHarness) -
         "reachable": False,
         "error": "set GADGET_LLM_BASE_URL",
     }
-    ide = await hub.ide(token)
+    ide = await hub.ide(token, watch_drones=True)
     await hub.connect({"registrationId": drone_id, "key": key, "model": model, "hostname": "box"})
     drones = (await hub.http.get("/api/drones", headers=hub.bearer(token))).json()
     assert drones[0]["model"] == model and drones[0]["hostname"] == "box"

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import socketio
-from fastapi import FastAPI
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gadget.config import Settings
@@ -28,8 +27,10 @@ from gadget.hub.cluster import Cluster, backends
 from gadget.hub.control import AgentControl
 from gadget.hub.controls import Controls
 from gadget.hub.core import Core
+from gadget.hub.gcpolicy import FreezeAfterFullPasses
 from gadget.hub.limits import login_throttle
 from gadget.hub.logs import install_frame_filter
+from gadget.hub.metrics import CONTENT_TYPE, Metrics, allowed
 from gadget.hub.recovery import Recovery
 from gadget.hub.sessions import Sessions
 from gadget.hub.sockets.base import Dispatcher, HubServer
@@ -72,6 +73,8 @@ class Hub:
     recovery: Recovery
     control: AgentControl
     cluster: Cluster
+    metrics: Metrics
+    collector: FreezeAfterFullPasses = field(default_factory=FreezeAfterFullPasses)
     ready: bool = False
 
     async def start(self) -> None:
@@ -80,14 +83,20 @@ class Hub:
         self.writer.start()
         await self.sweeper.sweep(self.recovery)  # a restarted node's leases, before any socket
         self.sweeper.start(self.recovery)
+        self.metrics.lag.start()
+        self.metrics.gc.start()
         # Everything built so far lives as long as the process: keep it out of the
-        # collector's full passes, which otherwise pause the relay (docs/performance.md).
-        gc.freeze()
+        # collector's full passes, which otherwise pause the relay (docs/performance.md);
+        # from now on, every full pass' survivors too (hub/gcpolicy.py).
+        self.collector.start()
         self.ready = True
 
     async def stop(self) -> None:
         """Write everything owed (for a few seconds if the database is down), then stop."""
         self.ready = False
+        await self.metrics.lag.close()
+        self.metrics.gc.stop()
+        await self.collector.close()
         await self.sweeper.close()
         await self.tasks.close()
         await self.writer.close(grace_s=5.0)
@@ -167,8 +176,11 @@ def build_hub(settings: Settings) -> Hub:
         settings.db_timeout_s,
     )
     ConnectHandlers(sio, authn, store, drones, ides, bus, sessions, recovery).install()
-    Dispatcher(sio, drones, ides, bus, Rates.of(settings)).install(
-        ide=IdeHandlers(ides, sessions, turns, control).table(),
+    dispatcher = Dispatcher(sio, drones, ides, bus, Rates.of(settings))
+    metrics = Metrics(drones, ides, recorder, writer, bus, dispatcher)
+    writer.on_commit(metrics.committed)
+    dispatcher.install(
+        ide=IdeHandlers(ides, sessions, turns, control, bus).table(),
         drone=DroneHandlers(
             drones, writer, bus, turns, recovery, control.approvals, settings.flush_bytes
         ).table(),
@@ -191,6 +203,7 @@ def build_hub(settings: Settings) -> Hub:
         recovery,
         control,
         cluster,
+        metrics,
     )
 
 
@@ -218,6 +231,18 @@ def build_api(hub: Hub) -> FastAPI:
     @api.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         return JSONResponse(hub.health(), status_code=200 if hub.ready else 503)
+
+    @api.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        host = request.client.host if request.client else None
+        if not allowed(
+            hub.settings.metrics_token,
+            request.headers.get("authorization"),
+            host,
+            request.headers.get,
+        ):
+            return JSONResponse({"detail": "metrics: not allowed from here"}, status_code=403)
+        return Response(hub.metrics.render(), media_type=CONTENT_TYPE)
 
     web = _web_root()
     if (web / "index.html").is_file():

@@ -2,8 +2,9 @@
 
 Rooms: `session:<chatSessionId>` holds every IDE socket showing a chat session (its
 turns' stream goes there); `drone:<droneId>` holds the IDE sockets of the drone's
-lock (status lines, logs, workspace mode); `user:<userId>` the IDE sockets of a user
-(drone list updates). python-socketio's client manager carries every emit: in-process
+lock (status lines, logs, workspace mode, its `droneState`); `user:<userId>` the IDE
+sockets of a user that asked for every drone's `droneState` (`watchDrones(true)`: an
+IDE showing the drone list). python-socketio's client manager carries every emit: in-process
 for one node, `AsyncRedisManager` for several, so nothing here assumes where a socket is.
 """
 
@@ -34,7 +35,7 @@ def drone_room(drone_id: str) -> str:
 
 
 def user_room(user_id: str) -> str:
-    """The room of every IDE socket of this user (drone list updates)."""
+    """The room of the IDE sockets of this user that watch the drone list (`watchDrones`)."""
     return f"user:{user_id}"
 
 
@@ -61,22 +62,27 @@ class Bus:
         self._dropping: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_slow: Callable[[str], None] | None = None
+        #: Packets queued to sockets by event name (with Redis: emits), read by /metrics.
+        self.sent: dict[str, int] = {}
 
-    async def to_room(self, room: str, event: str, *args: Any) -> None:
-        """Emit to every socket in `room` (on this node, directly; else via the manager)."""
+    async def to_room(self, room: str | list[str], event: str, *args: Any) -> None:
+        """Emit to every socket in `room` (or in any of several rooms, once each): on this
+        node directly, and on the others through the cluster's manager."""
         if self._cluster:
             if await self._here(event, args, room):
                 await self.sio.manager.publish_emit(event, args, room)
             return
         if not self._direct:
+            self.sent[event] = self.sent.get(event, 0) + 1
             await self.sio.emit(event, args, room=room)
             return
         await self._here(event, args, room)
 
-    async def _here(self, event: str, args: tuple[Any, ...], room: str) -> bool:
+    async def _here(self, event: str, args: tuple[Any, ...], room: str | list[str]) -> bool:
         """Deliver to this node's sockets in `room`; False when it went the general way."""
         participants = self.sio.manager.get_participants("/", room)
         encoded: Any = None
+        queued = 0
         for sid, eio_sid in participants:
             if encoded is None:
                 encoded = self.sio.packet_class(sio_packet.EVENT, data=[event, *args]).encode()
@@ -91,8 +97,11 @@ class Bus:
                 continue
             try:
                 socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, encoded))
+                queued += 1
             except Exception:  # a socket closing under us must not stop the others
                 logger.debug("could not queue %s for %s", event, eio_sid, exc_info=True)
+        if queued:
+            self.sent[event] = self.sent.get(event, 0) + queued
         return True
 
     def _too_slow(self, sid: str) -> None:

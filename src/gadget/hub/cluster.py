@@ -43,7 +43,7 @@ _NODE_PREFIX = b'{"method":"' + NODE_METHOD.encode() + b'"'
 #: How a returned ack starts (it names the node it goes to, which may be this one).
 _CALLBACK_PREFIX = b'{"method":"callback"'
 #: Delivers an emit to this node's sockets in a room: (event, args, room) → whether done.
-Deliver = Callable[[str, tuple[Any, ...], str], Awaitable[bool]]
+Deliver = Callable[[str, tuple[Any, ...], str | list[str]], Awaitable[bool]]
 #: Messages queued for Redis past which an emit waits; messages sent in one pipeline.
 PUBLISH_QUEUE_MAX = 10_000
 PUBLISH_BATCH = 500
@@ -215,7 +215,7 @@ class NodeRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
              "host_id": self.host_id}
         )  # fmt: skip
 
-    async def publish_emit(self, event: str, args: tuple[Any, ...], room: str) -> None:
+    async def publish_emit(self, event: str, args: tuple[Any, ...], room: str | list[str]) -> None:
         """Have the other nodes deliver `event` to their sockets in `room` (JSON `args`,
         no ack: what `emit` publishes once it has delivered here)."""
         await self._publish(
@@ -230,7 +230,9 @@ class NodeRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             await super()._handle_emit(message)
             return
         data = message["data"]
-        await deliver(str(message["event"]), tuple(data), str(message["room"]))
+        room = message["room"]
+        rooms = [str(r) for r in room] if isinstance(room, list) else str(room)
+        await deliver(str(message["event"]), tuple(data), rooms)
 
     async def _listen(self) -> AsyncIterator[Any]:
         async for message in super()._listen():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gadget.config import Settings
-from gadget.hub.bus import Bus, user_room
+from gadget.hub.bus import Bus, drone_room, user_room
 from gadget.hub.cluster import Cluster
 from gadget.hub.state.drones import Drones
 from gadget.hub.state.ides import Ides
@@ -44,6 +44,8 @@ class Service:
         self._cluster = core.cluster
 
     async def publish(self, drone_id: str, owner_id: str) -> None:
-        """Tell the owner's IDE sockets the drone's live state (`droneState`)."""
+        """Tell the drone's live state (`droneState`) to the owner's IDE sockets that watch
+        the drone list and to those holding its lock (each once)."""
         view = await self._drones.view(drone_id)
-        await self._bus.to_room(user_room(owner_id), HubEvent.DRONE_STATE, view)
+        rooms = [user_room(owner_id), drone_room(drone_id)]
+        await self._bus.to_room(rooms, HubEvent.DRONE_STATE, view)

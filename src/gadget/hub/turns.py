@@ -13,6 +13,7 @@ from gadget.hub.state.drones import DroneState
 from gadget.hub.state.ides import IdeLink
 from gadget.hub.stream.live import LiveTurn
 from gadget.hub.views import chat_session_json, drone_json, project_json
+from gadget.logs import log_context
 from gadget.protocol import DroneEvent, HubEvent, TurnOut, TurnStatus, WorkspaceMode, mark
 from gadget.store.leases import Lease
 
@@ -31,8 +32,9 @@ class WorkOrders(Service):
             raise Refused("the workspace is in user mode: switch it back to idle to send prompts")
         chat = lease.chat_session_id or ""
         turn = await self._drones.claim(lease.drone_id, chat, ide.user_id, prompt)
-        await self._bus.to_session(chat, HubEvent.TURN_STARTED, turn.wire())
-        self.dispatch(lease.drone_id, turn, str(record["sid"]))
+        with log_context(turn=turn.id, drone=lease.drone_id):  # the dispatch task copies it
+            await self._bus.to_session(chat, HubEvent.TURN_STARTED, turn.wire())
+            self.dispatch(lease.drone_id, turn, str(record["sid"]))
         return turn.id
 
     def dispatch(self, drone_id: str, turn: TurnOut, sid: str) -> None:
@@ -84,6 +86,12 @@ class WorkOrders(Service):
         self, drone_id: str | None, turn_id: str, message: str, *, cancelled: bool = False
     ) -> None:
         """End a turn its drone is not streaming, as error with `message`; tell the IDEs."""
+        with log_context(turn=turn_id, drone=drone_id):
+            await self._fail(drone_id, turn_id, message, cancelled)
+
+    async def _fail(
+        self, drone_id: str | None, turn_id: str, message: str, cancelled: bool
+    ) -> None:
         logger.warning("turn %s failed: %s", turn_id, message)
         if not await self._drones.end_away(drone_id, turn_id, message, cancelled=cancelled):
             return
@@ -103,6 +111,10 @@ class WorkOrders(Service):
 
     async def cancel(self, lease: Lease, turn_id: str) -> None:
         """Cancel the drone's current turn: the drone ends it; one it is not running ends now."""
+        with log_context(turn=turn_id):
+            await self._cancel(lease, turn_id)
+
+    async def _cancel(self, lease: Lease, turn_id: str) -> None:
         if lease.current_turn_id != turn_id:
             raise NotFound(f"turn {turn_id} is not running on this session's drone")
         await self._drones.request_cancel(turn_id)

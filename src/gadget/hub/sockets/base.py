@@ -11,6 +11,7 @@ sender is always the socket the packet came from.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,10 +21,12 @@ from socketio import packet as sio_packet
 
 from gadget.hub.bus import Bus
 from gadget.hub.exceptions import HubError, Resend
+from gadget.hub.metrics import SECONDS_BUCKETS, Histogram
 from gadget.hub.sockets.rate import Bucket, Rates, Verdict
 from gadget.hub.state.drones import Drones
 from gadget.hub.state.ides import Ides
-from gadget.protocol import ArgsError, ErrorCode, HubEvent, split_mark
+from gadget.logs import bind, unbind
+from gadget.protocol import STREAM_EVENTS, ArgsError, ErrorCode, HubEvent, split_mark
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,10 @@ class Dispatcher:
 
     Event names overlap between directions (`requestTermination`,
     `cancelWorkOrder`), so the table is chosen by sender, never by name alone.
+    Each handler runs inside the log context of its sender (drone, user, and the
+    drone's live turn), so every line it logs carries those ids. It counts what it
+    receives (by sender and name; names not in its tables as "other") and how long
+    each drone stream event takes to be forwarded (`relay`), for /metrics.
     """
 
     def __init__(self, sio: HubServer, drones: Drones, ides: Ides, bus: Bus, rates: Rates) -> None:
@@ -76,6 +83,10 @@ class Dispatcher:
         self._bus = bus
         self._ide: dict[str, Handler] = {}
         self._drone: dict[str, Handler] = {}
+        #: Events received by sender kind and name (read by /metrics).
+        self.received: dict[str, dict[str, int]] = {"drone": {}, "ide": {}}
+        #: Seconds from a drone's stream event entering here to its forward.
+        self.relay = Histogram(SECONDS_BUCKETS)
 
     def install(self, ide: dict[str, Handler], drone: dict[str, Handler]) -> None:
         """Make this dispatcher the server's only way in for client events."""
@@ -84,23 +95,37 @@ class Dispatcher:
 
     async def dispatch(self, sid: str, event: str, args: list[Any]) -> Reply:
         """Run the handler of `event` for the socket `sid`, mapping errors to a refusal."""
+        began = time.perf_counter()
         drone = self._drones.by_sid(sid)
         if drone is not None:
-            handler = self._drone.get(event)
+            handler, counts = self._drone.get(event), self.received["drone"]
             if drone.bucket is None:
                 drone.bucket = self._rates.drone()
             bucket = drone.bucket
-        else:
-            ide = self._ides.get(sid)
-            if ide is None:
-                return None  # connected at the Socket.IO level, but not (or no longer) known
-            handler = self._ide.get(event)
+            live = drone.live
+            ids = bind(drone=drone.drone_id, user=drone.owner_id, turn=live.id if live else None)
+        elif (ide := self._ides.get(sid)) is not None:
+            handler, counts = self._ide.get(event), self.received["ide"]
             if ide.bucket is None:
                 ide.bucket = self._rates.ide()
             bucket = ide.bucket
-        verdict = bucket.take()
-        if verdict is not Verdict.PASS:
-            return await self._over_limit(sid, event, args, bucket, verdict)
+            ids = bind(user=ide.user_id, drone=ide.drone_id)
+        else:
+            return None  # connected at the Socket.IO level, but not (or no longer) known
+        name = event if handler is not None else "other"
+        counts[name] = counts.get(name, 0) + 1
+        try:
+            verdict = bucket.take()
+            if verdict is not Verdict.PASS:
+                return await self._over_limit(sid, event, args, bucket, verdict)
+            reply = await self._run(handler, sid, event, args)
+        finally:
+            unbind(ids)
+        if drone is not None and event in STREAM_EVENTS:
+            self.relay.observe(time.perf_counter() - began)
+        return reply
+
+    async def _run(self, handler: Handler | None, sid: str, event: str, args: list[Any]) -> Reply:
         if handler is None:
             name = event[:_NAME_ECHO]
             if event in self._ide or event in self._drone:

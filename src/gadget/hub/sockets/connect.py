@@ -15,6 +15,7 @@ from gadget.hub.recovery import Recovery
 from gadget.hub.sessions import Sessions
 from gadget.hub.state.drones import Drones, Hello, Taken
 from gadget.hub.state.ides import IdeLink, Ides
+from gadget.logs import log_context
 from gadget.protocol import MAX_ID, ErrorCode, HubEvent, McpServerInfo, ModelInfo
 from gadget.store.repository import Store
 from gadget.store.tables import utcnow
@@ -54,7 +55,7 @@ class ConnectHandlers:
         """Accept an IDE (`{"token"}`) or a drone (`{"registrationId", "key"}`); refuse the rest."""
         try:
             if isinstance(auth, dict) and "token" in auth:
-                await self._ide(sid, auth["token"])
+                await self._ide(sid, auth["token"], auth.get("watchDrones") is True)
             elif isinstance(auth, dict) and "registrationId" in auth:
                 await self._drone(sid, auth)
             else:
@@ -66,24 +67,30 @@ class ConnectHandlers:
             raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
         return True
 
-    async def _ide(self, sid: str, token: Any) -> None:
+    async def _ide(self, sid: str, token: Any, watch_drones: bool) -> None:
         user_id = self._auth.user_id_from_token(token)
         user = await self._store.get_user(user_id)
         if user is None:
             raise AuthError("unknown user: log in again")
         self._ides.add(IdeLink(sid, user.id, user.username))
-        await self._sio.enter_room(sid, user_room(user.id))
+        if watch_drones:
+            await self._sio.enter_room(sid, user_room(user.id))
 
     async def _drone(self, sid: str, auth: dict[str, Any]) -> None:
         drone_id = auth.get("registrationId")
         drone = await self._store.get_drone(drone_id) if isinstance(drone_id, str) else None
         if drone is None or not self._auth.check_drone_key(drone.key_hash, auth.get("key")):
             raise AuthError("unknown drone or wrong key: register it with `gadget drone register`")
-        hello = hello_of(auth)
+        with log_context(drone=drone.id, user=drone.owner_id):
+            await self._drone_known(sid, drone.id, drone.owner_id, drone.name, hello_of(auth))
+
+    async def _drone_known(
+        self, sid: str, drone_id: str, owner_id: str, name: str, hello: Hello
+    ) -> None:
         # Cut to the column's size: PostgreSQL refuses longer values (SQLite would keep them).
-        await self._store.touch_drone(drone.id, hello.hostname[:255] if hello.hostname else None)
-        other = await self._drones.presence.drone(drone.id)
-        taken = await self._drones.connect(drone.id, drone.owner_id, drone.name, sid, hello)
+        await self._store.touch_drone(drone_id, hello.hostname[:255] if hello.hostname else None)
+        other = await self._drones.presence.drone(drone_id)
+        taken = await self._drones.connect(drone_id, owner_id, name, sid, hello)
         await self._replace(taken, other)
         await self._recovery.drone_connected(taken)
 
@@ -120,12 +127,14 @@ class ConnectHandlers:
         """Forget the socket; a drone's turn and an IDE's lock get their grace period."""
         ide = self._ides.get(sid)
         if ide is not None:
-            await self._sessions.ide_gone(ide)
+            with log_context(user=ide.user_id, drone=ide.drone_id):
+                await self._sessions.ide_gone(ide)
             return
         state = await self._drones.disconnect(sid)
         if state is not None:
-            await self._store.touch_drone(state.drone_id)
-            await self._recovery.drone_disconnected(state)
+            with log_context(drone=state.drone_id, user=state.owner_id):
+                await self._store.touch_drone(state.drone_id)
+                await self._recovery.drone_disconnected(state)
 
 
 def hello_of(auth: dict[str, Any]) -> Hello:

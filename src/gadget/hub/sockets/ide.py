@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gadget.hub.bus import Bus, user_room
 from gadget.hub.control import AgentControl
 from gadget.hub.exceptions import Refused
 from gadget.hub.sessions import Sessions
@@ -53,7 +54,9 @@ class IdeHandlers:
         sessions: Sessions,
         turns: WorkOrders,
         control: AgentControl,
+        bus: Bus,
     ) -> None:
+        self._bus = bus
         self._ides = ides
         self._sessions = sessions
         self._turns = turns
@@ -72,6 +75,7 @@ class IdeHandlers:
             IdeEvent.ANSWER_APPROVAL: self.on_answer,
             IdeEvent.REVERT_TURN: self.on_revert,
             IdeEvent.SET_MODEL: self.on_model,
+            IdeEvent.WATCH_DRONES: self.on_watch,
         }
 
     def _ide(self, sid: str) -> IdeLink:
@@ -164,4 +168,15 @@ class IdeHandlers:
             raise ArgsError(f"model: expected 1-{MAX_ID} characters, got {len(model)}")
         lease = await self._sessions.locked(self._ide(sid))
         await self._control.controls.set_model(lease, model)
+        return (True,)
+
+    async def on_watch(self, sid: str, *args: Any) -> Reply:
+        """watchDrones(bool) → (True,); whether this socket gets every drone's `droneState`."""
+        if len(args) != 1 or type(args[0]) is not bool:
+            raise ArgsError("watchDrones expects one boolean")
+        link = self._ide(sid)
+        if args[0]:
+            await self._bus.sio.enter_room(sid, user_room(link.user_id))
+        else:
+            await self._bus.sio.leave_room(sid, user_room(link.user_id))
         return (True,)

@@ -19,6 +19,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gadget.hub.stream.writer import Writer
+from gadget.logs import log_context
 from gadget.store import leases
 from gadget.store.leases import Lease
 from gadget.store.repository import Store
@@ -74,7 +75,11 @@ class Sweeper:
     async def close(self) -> None:
         """Stop sweeping."""
         if self._task is not None:
-            self._task.cancel()
+            # Python 3.11's wait_for can swallow a cancel that arrives as the transaction it
+            # waits for completes (the sweep then goes on to sleep): cancel until it ends.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1.0)
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
@@ -119,12 +124,13 @@ class Sweeper:
         now = utcnow()
         due = await self._writer.transact(claim, timeout=self._timeout, after_stream=False)
         for lease in due:
-            try:
-                await self._act(handler, lease, now)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("handling a deadline of drone %s failed", lease.drone_id)
+            with log_context(drone=lease.drone_id, turn=lease.current_turn_id):
+                try:
+                    await self._act(handler, lease, now)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("handling a deadline of drone %s failed", lease.drone_id)
 
     def _dead(self, node: str, now_s: float) -> bool:
         """Whether `node`, without a heartbeat now, has been so for `dead_after_s`."""

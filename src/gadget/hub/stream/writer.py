@@ -101,6 +101,8 @@ class Writer:
         self._closing = False
         self._next_tick = 0.0
         self.health = Health()
+        #: Called with (turns written, seconds) after each committed batch (/metrics).
+        self.on_batch: Callable[[int, float], None] = lambda rows, seconds: None
         recorder.on_full = self._tick_now
 
     def on_commit(self, callback: Committed) -> None:
@@ -235,6 +237,7 @@ class Writer:
             self._carry = []
             for w in writes:
                 w.epoch = self._recorder.epoch(w.drone_id)
+            began = time.perf_counter()
             try:
                 outcomes = await self._store.write(writes, self._node)
             except asyncio.CancelledError:
@@ -247,6 +250,7 @@ class Writer:
                 await self._pause(failures)
                 continue
             self._up()
+            self.on_batch(len(writes), time.perf_counter() - began)
             self.health.uncommitted_bytes = max(
                 0, self.health.uncommitted_bytes - sum(w.size() for w in writes)
             )

@@ -21,7 +21,9 @@ export class HubSocket {
     this.inflight = new Map(); // event name → requests waiting for their ack
     this.socket = io(window.location.origin, {
       path: `${base}socket.io`,
-      auth: { token },
+      // watchDrones: the sidebar shows every drone, so the hub sends each one's droneState
+      // (set at the handshake, so no change is missed between the list's load and the socket).
+      auth: { token, watchDrones: true },
       transports: ["websocket"],
       reconnectionDelay: 500,
       reconnectionDelayMax: 4000,

@@ -1,0 +1,43 @@
+"""The collector policy: a full pass' survivors are frozen, a thaw gives them back."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+from gadget.hub.gcpolicy import FreezeAfterFullPasses
+
+
+async def test_survivors_of_a_full_pass_are_frozen_until_a_thaw() -> None:
+    policy = FreezeAfterFullPasses(thaw_every_s=3600)
+    policy.start()
+    try:
+        kept = [[i] for i in range(1000)]  # containers the collector tracks
+        gc.collect(2)
+        await asyncio.sleep(0)  # the freeze runs on the loop, after the pass
+        assert policy.freezes == 1
+        assert gc.get_freeze_count() >= len(kept)
+        gc.collect(1)  # a younger pass freezes nothing
+        await asyncio.sleep(0)
+        assert policy.freezes == 1
+    finally:
+        await policy.close()
+        gc.unfreeze()
+    assert policy._callback not in gc.callbacks
+    gc.collect(2)
+    await asyncio.sleep(0)
+    assert policy.freezes == 1
+
+
+async def test_a_thaw_unfreezes() -> None:
+    policy = FreezeAfterFullPasses(thaw_every_s=0.01)
+    policy.start()
+    try:
+        assert gc.get_freeze_count() > 0
+        for _ in range(200):
+            if gc.get_freeze_count() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert gc.get_freeze_count() == 0
+    finally:
+        await policy.close()
