@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -47,6 +48,8 @@ Deliver = Callable[[str, tuple[Any, ...], str | list[str]], Awaitable[bool]]
 #: Messages queued for Redis past which an emit waits; messages sent in one pipeline.
 PUBLISH_QUEUE_MAX = 10_000
 PUBLISH_BATCH = 500
+#: Seconds between two errors about messages Redis did not take.
+LOST_LOG_S = 10.0
 
 
 def check(settings: Settings) -> None:
@@ -157,9 +160,15 @@ class NodeRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self._idle = asyncio.Event()
         self._idle.set()
         self._publisher: asyncio.Task[None] | None = None
+        self._unsent, self._said = 0, -LOST_LOG_S
 
     async def _publish(self, data: Any) -> None:
-        self._outgoing.append(self.json.dumps(data))
+        # orjson whatever the server's json module: compact, so listeners can spot their
+        # own emits and node messages by a few bytes (every node decodes it as JSON).
+        await self._enqueue(orjson.dumps(data).decode())
+
+    async def _enqueue(self, message: str) -> None:
+        self._outgoing.append(message)
         self._idle.clear()
         if self._publisher is None or self._publisher.done():
             self._publisher = asyncio.get_running_loop().create_task(
@@ -196,7 +205,16 @@ class NodeRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             except Exception as exc:
                 self.connected = False
                 if attempt == 2:
-                    logger.error("could not publish %d messages to Redis: %s", len(batch), exc)
+                    self._lost(len(batch), exc)
+
+    def _lost(self, count: int, exc: Exception) -> None:
+        """Count messages Redis did not take; say so at most every LOST_LOG_S seconds."""
+        self._unsent += count
+        now = time.monotonic()
+        if now - self._said >= LOST_LOG_S:
+            logger.error("could not publish %d messages to Redis (other nodes miss them): %s",
+                         self._unsent, exc)  # fmt: skip
+            self._unsent, self._said = 0, now
 
     async def drain(self, timeout: float) -> None:
         """Until every queued message is published (at most `timeout` s), then stop."""
@@ -210,10 +228,10 @@ class NodeRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 
     async def to_node(self, node: str, kind: str, payload: dict[str, Any]) -> None:
         """Publish a message for `node` on the channel every node listens to."""
-        await self._publish(
+        await self._enqueue(orjson.dumps(
             {"method": NODE_METHOD, "node": node, "kind": kind, "data": payload,
              "host_id": self.host_id}
-        )  # fmt: skip
+        ).decode())  # fmt: skip
 
     async def publish_emit(self, event: str, args: tuple[Any, ...], room: str | list[str]) -> None:
         """Have the other nodes deliver `event` to their sockets in `room` (JSON `args`,
