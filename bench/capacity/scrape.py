@@ -22,6 +22,8 @@ class Scrape:
         """One scrape (each resets the hub's `gadget_loop_lag_max_seconds`)."""
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as http:
             r = await http.get("/metrics")
+        if r.status_code == 404:  # a hub from before /metrics (comparing with main)
+            return {}
         r.raise_for_status()
         samples: Samples = {}
         for family in text_string_to_metric_families(r.text):

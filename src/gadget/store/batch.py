@@ -235,17 +235,7 @@ async def apply_writes(
         outcomes[w.turn_id] = Outcome.APPLIED
     # New text blocks first and appends last, each kind in one executemany (a statement
     # per row costs ~1 ms of the event loop's time: seconds at 1,000 live turns).
-    inserts: list[dict[str, Any]] = []
-    appends: list[dict[str, Any]] = []
-    rest: list[tuple[TurnWrite, TurnOp]] = []
-    for w, ops in todo:
-        for op in ops:
-            if isinstance(op, AppendBlock):
-                appends.append({"b_turn": w.turn_id, "b_idx": op.idx, "b_delta": op.delta})
-            elif isinstance(op, InsertBlock):
-                inserts.append(_block_row(w.turn_id, op))
-            else:
-                rest.append((w, op))
+    inserts, rest, appends = _split(todo)
     if inserts:
         await session.execute(insert(_blocks), inserts)
     for w, op in rest:
@@ -275,6 +265,24 @@ async def _read_state(
         for row in await session.execute(leases_q):
             fences[row.drone_id] = (row.owner_node, int(row.epoch), row.current_turn_id)
     return applied, fences
+
+
+def _split(
+    todo: list[tuple[TurnWrite, list[TurnOp]]],
+) -> tuple[list[dict[str, Any]], list[tuple[TurnWrite, TurnOp]], list[dict[str, Any]]]:
+    """(new text blocks' rows, the other operations in order, appends' parameters)."""
+    inserts: list[dict[str, Any]] = []
+    rest: list[tuple[TurnWrite, TurnOp]] = []
+    appends: list[dict[str, Any]] = []
+    for w, ops in todo:
+        for op in ops:
+            if isinstance(op, AppendBlock):
+                appends.append({"b_turn": w.turn_id, "b_idx": op.idx, "b_delta": op.delta})
+            elif isinstance(op, InsertBlock):
+                inserts.append(_block_row(w.turn_id, op))
+            else:
+                rest.append((w, op))
+    return inserts, rest, appends
 
 
 def _block_row(turn_id: str, op: InsertBlock) -> dict[str, Any]:
