@@ -80,7 +80,10 @@ async def test_completions_lost_in_flight_and_hub_restarts_never_leave_a_turn_pr
         link.refuse()  # the drone stays away until the stored turn is read
         await hub.start()
         before = await rig.turn(turn_id)
-        assert before is not None and before["status"] == "processing"
+        assert before is not None
+        # Nearly always still processing; if a flush tick stored the end just before the
+        # kill, what was lost is its ack instead (the drone still holds the completion).
+        unstored = before["status"] == "processing"
         link.accept()
         figures.append(await wait_ended(rig, turn_id, time.monotonic()))
         await viewer.wait_done(turn_id)
@@ -105,8 +108,8 @@ async def test_completions_lost_in_flight_and_hub_restarts_never_leave_a_turn_pr
     cut_s, unstored_s, finished_s = figures
     print(
         f"seconds until the turn ended: completion cut in flight {cut_s:.1f}, hub killed "
-        f"before storing it {unstored_s:.1f}, drone finished while the hub was down "
-        f"{finished_s:.1f}"
+        f"before storing it {unstored_s:.1f} (it was {'not ' if unstored else ''}stored), "
+        f"drone finished while the hub was down {finished_s:.1f}"
     )
     assert all(s < ENDS_WITHIN_S for s in figures), figures
 
