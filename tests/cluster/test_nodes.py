@@ -68,7 +68,9 @@ async def test_an_ide_on_one_node_drives_a_drone_on_another(procs: Processes, ws
         bob = await api2.signup("bob")  # a token of one node is valid on the other
         drone_id, key = await api2.create_drone(token, "box")
         project_id = await api1.create_project(token, "calc")
-        watcher = await api2.ide(token)  # another IDE of ann, on the drone's node
+        watcher = await api2.ide(
+            token, watch_drones=True
+        )  # another IDE of ann, on the drone's node
         settings = drone_settings(ws, llm.base_url, hub_url=hub2.url, drone_id=drone_id,
                                   drone_key=key)  # fmt: skip
         drone = await procs.drone(settings, api1, token)  # listed online by node 1
