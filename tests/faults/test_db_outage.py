@@ -154,6 +154,7 @@ async def test_a_drone_that_leaves_during_an_outage_and_never_returns_loses_its_
         await wait_health(rig, "degraded")
         await rig.drone.kill()  # it leaves while its grace deadline cannot be stored
         await asyncio.sleep(1.0 + 0.5)  # longer than the hub waits for the database
+        assert any(s.endswith(" disconnected") for s in viewer.statuses), viewer.statuses
         proxy.accept()
         await wait_health(rig, "ok")
         back = time.monotonic()

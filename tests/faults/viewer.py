@@ -158,6 +158,8 @@ class Viewer:
         #: Successful locks (the first, then one per reconnect), and connections made.
         self.locks = 0
         self.connects = 0
+        #: The `status` lines the hub sent (e.g. "drone box disconnected").
+        self.statuses: list[str] = []
         self.sio: socketio.AsyncClient | None = None
         self._gone = asyncio.Event()
         self._locked = asyncio.Event()
@@ -285,6 +287,8 @@ class Viewer:
         self._changed.set()
 
     async def _event(self, event: str, *raw: Any) -> None:
+        if event == DroneEvent.STATUS and raw:
+            self.statuses.append(str(raw[0]))
         if event in (HubEvent.TURN_SNAPSHOT, HubEvent.TURN_STARTED) and raw:
             turn = raw[0]
             view = self.turn(str(turn["_id"]))

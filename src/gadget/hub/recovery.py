@@ -26,6 +26,7 @@ from gadget.hub.approvals import Approvals
 from gadget.hub.bus import drone_room
 from gadget.hub.cluster import NodeHandler
 from gadget.hub.core import Core, Service
+from gadget.hub.exceptions import Unavailable
 from gadget.hub.sessions import Sessions
 from gadget.hub.state.drones import DroneState, Taken
 from gadget.hub.turns import WorkOrders
@@ -152,7 +153,10 @@ class Recovery(Service):
         await self._bus.to_room(
             drone_room(state.drone_id), DroneEvent.STATUS, f"drone {state.name} disconnected"
         )
-        await self.publish(state.drone_id, state.owner_id)
+        try:
+            await self.publish(state.drone_id, state.owner_id)
+        except Unavailable as exc:  # the drone list learns it from the next droneState
+            logger.warning("drone %s left; its state is not published: %s", state.drone_id, exc)
 
     # -- crash recovery --------------------------------------------------------
     async def crash_recovery(self, state: DroneState, req: CrashRecoveryRequest) -> None:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from gadget.hub.auth import Auth
 from gadget.hub.bus import Bus, user_room
-from gadget.hub.exceptions import AuthError
+from gadget.hub.exceptions import AuthError, Unavailable
 from gadget.hub.recovery import Recovery
 from gadget.hub.sessions import Sessions
 from gadget.hub.state.drones import Drones, Hello, Taken
@@ -131,10 +131,14 @@ class ConnectHandlers:
                 await self._sessions.ide_gone(ide)
             return
         state = await self._drones.disconnect(sid)
-        if state is not None:
-            with log_context(drone=state.drone_id, user=state.owner_id):
+        if state is None:
+            return
+        with log_context(drone=state.drone_id, user=state.owner_id):
+            await self._recovery.drone_disconnected(state)
+            try:
                 await self._store.touch_drone(state.drone_id)
-                await self._recovery.drone_disconnected(state)
+            except Unavailable as exc:  # a database outage: the IDEs were told all the same
+                logger.warning("drone %s left; when is not stored: %s", state.drone_id, exc)
 
 
 def hello_of(auth: dict[str, Any]) -> Hello:
