@@ -348,8 +348,12 @@ async def test_a_drone_without_sandbox_warns_once_and_reports_none(
                     assert line, f"the drone ended: {log.decode()}"
                     log += line
             proc.send_signal(signal.SIGTERM)
-            log += await proc.stderr.read()
-            assert await proc.wait() == 0, log.decode()
+            try:
+                async with asyncio.timeout(30):
+                    log += await proc.stderr.read()
+                    assert await proc.wait() == 0, log.decode()
+            except TimeoutError:
+                raise AssertionError(f"no exit 30 s after SIGTERM: {log.decode()}") from None
         finally:
             if proc.returncode is None:
                 proc.kill()

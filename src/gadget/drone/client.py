@@ -107,12 +107,29 @@ class Drone:
         finally:
             drone_logger.removeHandler(self.forwarder)
             connection.cancel()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._cancel_tasks()
             await self.mcp.close()
             await self.model.close()
         return self.exit_code
+
+    async def _cancel_tasks(self) -> None:
+        """Cancel the drone's tasks until each has ended (Python 3.11's `wait_for` can swallow
+        a cancel that lands as its inner await finishes, so one cancel is not enough)."""
+        tasks = list(self._tasks)
+        pending = [t for t in tasks if not t.done()]
+        for _ in range(40):
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.25)
+            pending = [t for t in pending if not t.done()]
+        for task in tasks:  # their errors were logged where they ended; retrieved here
+            if task.done() and not task.cancelled():
+                task.exception()
+        if not pending:
+            return
+        logger.warning("%d tasks did not stop: %s", len(pending), [t.get_name() for t in pending])
 
     @property
     def stopping(self) -> bool:
@@ -142,7 +159,11 @@ class Drone:
         if self.sio.connected:  # the ack of requestTermination, still queued, goes first
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.sio.eio.queue.join(), 2)
-        await self.sio.disconnect()  # also closes the HTTP session of failed attempts
+        try:  # also closes the HTTP session of failed attempts
+            async with asyncio.timeout(STOP_GRACE_S):
+                await self.sio.disconnect()
+        except TimeoutError:
+            logger.warning("the hub connection did not close within %s s", STOP_GRACE_S)
         logger.info("drone stopped")
 
     async def _stay_connected(self) -> None:
