@@ -18,6 +18,7 @@ from typing import Any
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
+from socketio.async_pubsub_manager import AsyncPubSubManager
 
 from gadget.hub.exceptions import Refused
 
@@ -53,7 +54,7 @@ class Bus:
 
     def __init__(self, sio: socketio.AsyncServer, queue_max: int = 20_000) -> None:
         self.sio = sio
-        self._direct = type(sio.manager) is socketio.AsyncManager
+        self._direct = not isinstance(sio.manager, AsyncPubSubManager)
         #: Several nodes (hub/cluster.py): delivered here directly, published for the others.
         self._cluster = getattr(sio.manager, "publish_emit", None) is not None
         if self._cluster:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import ArgumentError
 
 from gadget.config import Settings
 from gadget.hub.exceptions import Misconfigured
+from gadget.hub.rooms import LocalManager, RoomIndex
 from gadget.hub.state.presence import MemoryPresence, Presence
 from gadget.hub.state.presence_redis import RedisPresence
 
@@ -136,7 +137,7 @@ class LocalCluster(Cluster):
         logger.warning("no node %s to send %s to: this hub is one node", node, kind)
 
 
-class NodeRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+class NodeRedisManager(RoomIndex, socketio.AsyncRedisManager):  # type: ignore[misc]
     """python-socketio's Redis manager, also carrying messages addressed to one node.
 
     It publishes in batches: `_publish` queues the message and returns, and one task
@@ -303,8 +304,10 @@ __all__ = [
 ]
 
 
-def backends(settings: Settings, node: str) -> tuple[NodeRedisManager | None, Presence, Cluster]:
-    """The Socket.IO manager (None: python-socketio's in-process one), presence and node
+def backends(
+    settings: Settings, node: str
+) -> tuple[LocalManager | NodeRedisManager, Presence, Cluster]:
+    """The Socket.IO manager (one node: the in-process one), presence and node
     messages of a hub node: Redis when `redis_url` is set, else this process's memory.
 
     Raises:
@@ -312,7 +315,7 @@ def backends(settings: Settings, node: str) -> tuple[NodeRedisManager | None, Pr
     """
     check(settings)
     if not settings.redis_url:
-        return None, MemoryPresence(node), LocalCluster(node)
+        return LocalManager(), MemoryPresence(node), LocalCluster(node)
     manager = NodeRedisManager(settings.redis_url, channel_of(settings))
     client = aioredis.from_url(settings.redis_url)
     presence = RedisPresence(node, client, settings.redis_namespace)

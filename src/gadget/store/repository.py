@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gadget.protocol import (
@@ -39,6 +39,7 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._session = async_sessionmaker(engine, expire_on_commit=False)
+        self._by_id: dict[type[Any], Select[Any]] = {}
 
     async def close(self) -> None:
         """Release every pooled connection."""
@@ -55,8 +56,20 @@ class Store:
             return row
 
     async def _get(self, table: type[Any], id_: str) -> Any:
-        async with self._session() as s:
-            return await s.get(table, id_)
+        """The row `id_` of `table` as a detached instance, or None.
+
+        A Core statement built once per table on a pooled connection: half the CPU of a
+        session's `get` (no unit of work, identity map or statement to build), which
+        every socket handshake, lock and prompt pays several times (docs/performance.md).
+        """
+        stmt = self._by_id.get(table)
+        if stmt is None:
+            stmt = self._by_id[table] = select(table.__table__).where(
+                table.__table__.c.id == bindparam("id")
+            )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt, {"id": id_})).first()
+        return None if row is None else table(**row._mapping)
 
     async def _all(self, stmt: Any) -> list[Any]:
         async with self._session() as s:
@@ -308,6 +321,11 @@ class Store:
         """Apply the stream's writes of many turns in one transaction (see store/batch.py)."""
         async with self.transaction() as s:
             return await batch.apply_writes(s, writes, node, lock_rows=self.lock_rows)
+
+
+def fresh_turn_out(turn: ChatTurn) -> TurnOut:
+    """A turn just created (no blocks, tool calls or agent events yet) as wire JSON."""
+    return _turn_out(turn, [], [], [])
 
 
 def _tool_out(call: ToolCall, answers: dict[str, dict[str, Any]]) -> ToolCallOut:

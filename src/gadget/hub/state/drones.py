@@ -39,7 +39,7 @@ from gadget.hub.stream.writer import Writer
 from gadget.protocol import TurnOut, TurnStatus, WorkspaceMode
 from gadget.store import leases
 from gadget.store.leases import Lease
-from gadget.store.repository import Store
+from gadget.store.repository import Store, fresh_turn_out
 from gadget.store.tables import ChatSession, ChatTurn, utcnow
 
 logger = logging.getLogger(__name__)
@@ -375,9 +375,7 @@ class Drones:
                 raise Refused("no session lock: call requestSessionLock first")
             current = held.current_turn_id if held is not None else None
             raise Refused(f"a turn is already processing ({current}); wait or cancel it")
-        turn = await self._store.turn_out(row.id)
-        if turn is None:  # deleted by a concurrent cascade (the session was removed)
-            raise Refused("the chat session no longer exists")
+        turn = fresh_turn_out(row)  # nothing of it to read back: it has no blocks yet
         state = self._here.get(drone_id)
         if state is not None:
             self.attach(state, LiveTurn.resume(turn, drone_id))
