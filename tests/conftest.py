@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from gadget.store.database import make_engine, migrate
+from gadget.store.repository import Store
 from tests.harness import HubHarness, hub_settings, running_hub
+from tests.postgres import fresh_database
 
 # Property tests: the default "ci" profile is derandomized (the same examples on every run,
 # so CI cannot fail on an unlucky seed) with a per-example deadline; `HYPOTHESIS_PROFILE=long`
@@ -62,3 +65,22 @@ def ws(tmp_path: Path) -> Path:
     root.mkdir()
     (root / "calc.py").write_text("def add(a, b):\n    return a - b\n")
     return root
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A Store on an empty, migrated database (a database of its own per test on PostgreSQL)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'gadget.db'}"
+        await migrate(url)
+        store = Store(make_engine(url))
+        yield store
+        await store.close()
+        return
+    async with fresh_database() as url:
+        await migrate(url)
+        store = Store(make_engine(url))
+        try:
+            yield store
+        finally:
+            await store.close()

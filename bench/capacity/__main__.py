@@ -49,12 +49,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=25, help="pairs set up at once")
     p.add_argument("--rate", type=float, default=2.0, help="events/s per pair while streaming")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of streaming measured")
-    p.add_argument("--spread", type=float, default=1.0, help="reconnects spread over (s)")
+    p.add_argument(
+        "--spread", type=float, default=10.0, help="reconnects spread over (s): the goal's 10"
+    )
     p.add_argument(
         "--wait",
         type=float,
-        default=10.0,
-        help="a connect's deadline (s): 10 as gadget drone's client; python-socketio's default is 1",
+        default=1.0,
+        help="a connect's deadline (s): python-socketio's default 1 (gadget drone waits 10)",
     )
     p.add_argument("--idle", type=int, default=0, help="instead: N idle drones of one user")
     p.add_argument("--json", type=Path, default=None)

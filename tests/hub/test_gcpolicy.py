@@ -1,36 +1,41 @@
-"""The collector policy: a full pass' survivors are frozen, a thaw gives them back."""
+"""The collector policy: survivors of older passes are frozen, a thaw gives them back."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 
-from gadget.hub.gcpolicy import FreezeAfterFullPasses
+from gadget.hub.gcpolicy import FreezeSurvivors
 
 
-async def test_survivors_of_a_full_pass_are_frozen_until_a_thaw() -> None:
-    policy = FreezeAfterFullPasses(thaw_every_s=3600)
+async def test_survivors_of_older_passes_are_frozen_until_a_thaw() -> None:
+    policy = FreezeSurvivors(thaw_every_s=3600)
     policy.start()
     try:
         kept = [[i] for i in range(1000)]  # containers the collector tracks
-        gc.collect(2)
+        gc.collect(1)
         await asyncio.sleep(0)  # the freeze runs on the loop, after the pass
         assert policy.freezes == 1
         assert gc.get_freeze_count() >= len(kept)
-        gc.collect(1)  # a younger pass freezes nothing
+        more = [[i] for i in range(1000)]
+        gc.collect(2)
         await asyncio.sleep(0)
-        assert policy.freezes == 1
+        assert policy.freezes == 2
+        assert gc.get_freeze_count() >= len(kept) + len(more)
+        gc.collect(0)  # the youngest generation's passes freeze nothing
+        await asyncio.sleep(0)
+        assert policy.freezes == 2
     finally:
         await policy.close()
         gc.unfreeze()
     assert policy._callback not in gc.callbacks
     gc.collect(2)
     await asyncio.sleep(0)
-    assert policy.freezes == 1
+    assert policy.freezes == 2
 
 
 async def test_a_thaw_unfreezes() -> None:
-    policy = FreezeAfterFullPasses(thaw_every_s=0.01)
+    policy = FreezeSurvivors(thaw_every_s=0.01)
     policy.start()
     try:
         assert gc.get_freeze_count() > 0

@@ -27,7 +27,7 @@ from gadget.hub.cluster import Cluster, backends
 from gadget.hub.control import AgentControl
 from gadget.hub.controls import Controls
 from gadget.hub.core import Core
-from gadget.hub.gcpolicy import FreezeAfterFullPasses
+from gadget.hub.gcpolicy import FreezeSurvivors
 from gadget.hub.limits import login_throttle
 from gadget.hub.logs import install_frame_filter
 from gadget.hub.metrics import CONTENT_TYPE, Metrics, allowed
@@ -74,7 +74,7 @@ class Hub:
     control: AgentControl
     cluster: Cluster
     metrics: Metrics
-    collector: FreezeAfterFullPasses = field(default_factory=FreezeAfterFullPasses)
+    collector: FreezeSurvivors = field(default_factory=FreezeSurvivors)
     ready: bool = False
 
     async def start(self) -> None:
@@ -87,7 +87,7 @@ class Hub:
         self.metrics.gc.start()
         # Everything built so far lives as long as the process: keep it out of the
         # collector's full passes, which otherwise pause the relay (docs/performance.md);
-        # from now on, every full pass' survivors too (hub/gcpolicy.py).
+        # from now on, the survivors of the older generations' passes too (hub/gcpolicy.py).
         self.collector.start()
         self.ready = True
 

@@ -76,9 +76,10 @@ class Store:
             return list((await s.scalars(stmt)).all())
 
     async def _execute(self, stmt: Any) -> None:
-        async with self._session() as s:
-            await s.execute(stmt)
-            await s.commit()
+        """One statement in its own transaction, on a connection: no session to keep in step
+        (an ORM update would first evaluate its WHERE against the session's objects)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
 
     # -- users -----------------------------------------------------------------
     async def create_user(self, username: str, password_hash: str) -> User:
