@@ -66,6 +66,13 @@ class Bus:
         #: Packets queued to sockets by event name (with Redis: emits), read by /metrics.
         self.sent: dict[str, int] = {}
 
+    def heard(self, rooms: list[str]) -> bool:
+        """Whether an emit to `rooms` would reach a socket (with several nodes: assumed)."""
+        if not self._direct:
+            return True
+        here = self.sio.manager.rooms.get("/", {})
+        return any(here.get(room) for room in rooms)
+
     async def to_room(self, room: str | list[str], event: str, *args: Any) -> None:
         """Emit to every socket in `room` (or in any of several rooms, once each): on this
         node directly, and on the others through the cluster's manager."""

@@ -46,6 +46,8 @@ class Service:
     async def publish(self, drone_id: str, owner_id: str) -> None:
         """Tell the drone's live state (`droneState`) to the owner's IDE sockets that watch
         the drone list and to those holding its lock (each once)."""
-        view = await self._drones.view(drone_id)
         rooms = [user_room(owner_id), drone_room(drone_id)]
+        if not self._bus.heard(rooms):  # nobody to tell: no view to read
+            return
+        view = await self._drones.view(drone_id)
         await self._bus.to_room(rooms, HubEvent.DRONE_STATE, view)

@@ -172,15 +172,6 @@ class Store:
                 await s.delete(row)
                 await s.commit()
 
-    async def touch_drone(self, drone_id: str, hostname: str | None = None) -> None:
-        """Record that the drone was seen now (and its hostname when it says one)."""
-        values: dict[str, Any] = {"last_seen": utcnow()}
-        if hostname:
-            values["hostname"] = hostname
-        await self._execute(
-            update(DroneRegistration).where(DroneRegistration.id == drone_id).values(**values)
-        )
-
     # -- chat sessions ---------------------------------------------------------
     async def create_chat_session(
         self, user_id: str, project_id: str, drone_id: str
@@ -322,6 +313,17 @@ class Store:
         """Apply the stream's writes of many turns in one transaction (see store/batch.py)."""
         async with self.transaction() as s:
             return await batch.apply_writes(s, writes, node, lock_rows=self.lock_rows)
+
+
+async def touch_drone(session: AsyncSession, drone_id: str, hostname: str | None = None) -> None:
+    """Record that the drone was seen now (and its hostname when it says one)."""
+    values: dict[str, Any] = {"last_seen": utcnow()}
+    if hostname:
+        values["hostname"] = hostname
+    await session.execute(
+        update(DroneRegistration).where(DroneRegistration.id == drone_id).values(**values),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def fresh_turn_out(turn: ChatTurn) -> TurnOut:

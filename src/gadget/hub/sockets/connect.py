@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from gadget.hub.auth import Auth
 from gadget.hub.bus import Bus, user_room
-from gadget.hub.exceptions import AuthError, Unavailable
+from gadget.hub.exceptions import AuthError
 from gadget.hub.recovery import Recovery
 from gadget.hub.sessions import Sessions
 from gadget.hub.state.drones import Drones, Hello, Taken
@@ -88,7 +88,7 @@ class ConnectHandlers:
         self, sid: str, drone_id: str, owner_id: str, name: str, hello: Hello
     ) -> None:
         # Cut to the column's size: PostgreSQL refuses longer values (SQLite would keep them).
-        await self._store.touch_drone(drone_id, hello.hostname[:255] if hello.hostname else None)
+        self._drones.seen(drone_id, hello.hostname[:255] if hello.hostname else None)
         other = await self._drones.presence.drone(drone_id)
         taken = await self._drones.connect(drone_id, owner_id, name, sid, hello)
         await self._replace(taken, other)
@@ -135,10 +135,7 @@ class ConnectHandlers:
             return
         with log_context(drone=state.drone_id, user=state.owner_id):
             await self._recovery.drone_disconnected(state)
-            try:
-                await self._store.touch_drone(state.drone_id)
-            except Unavailable as exc:  # a database outage: the IDEs were told all the same
-                logger.warning("drone %s left; when is not stored: %s", state.drone_id, exc)
+            self._drones.seen(state.drone_id)  # best effort: a database outage only logs it
 
 
 def hello_of(auth: dict[str, Any]) -> Hello:

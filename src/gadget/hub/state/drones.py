@@ -39,12 +39,15 @@ from gadget.hub.stream.writer import Writer
 from gadget.protocol import TurnOut, TurnStatus, WorkspaceMode
 from gadget.store import leases
 from gadget.store.leases import Lease
-from gadget.store.repository import Store, fresh_turn_out
+from gadget.store.repository import Store, fresh_turn_out, touch_drone
 from gadget.store.tables import ChatSession, ChatTurn, utcnow
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Most usernames kept for drone views (past it the cache starts again).
+MAX_NAMES = 100_000
 
 
 class Phase(StrEnum):
@@ -162,6 +165,8 @@ class Drones:
         self._here: dict[str, DroneState] = {}
         #: Each drone's hold, kept after its socket leaves until another node takes it.
         self._holds: dict[str, Hold] = {}
+        #: Usernames by user id, for the lock's holder in each drone's view.
+        self._names: dict[str, str] = {}
         recorder.bind(self.epoch_of)
 
     # -- lookups (no I/O) ------------------------------------------------------
@@ -219,6 +224,10 @@ class Drones:
         return await self._writer.transact(
             fn, timeout=self._settings.db_timeout_s, on_commit=on_commit, keep=keep
         )
+
+    def seen(self, drone_id: str, hostname: str | None = None) -> None:
+        """Store, best effort and without waiting, that the drone was seen now."""
+        self._writer.later(lambda s: touch_drone(s, drone_id, hostname))
 
     async def connect(
         self, drone_id: str, owner_id: str, name: str, sid: str, hello: Hello
@@ -509,11 +518,18 @@ class Drones:
         return (await self.views([drone_id]))[drone_id]
 
     async def _usernames(self, user_ids: set[str]) -> dict[str, str]:
+        """Usernames by id (a username never changes, so once read it is kept)."""
         out = {}
         for user_id in user_ids:
-            user = await self._store.get_user(user_id)
-            if user is not None:
-                out[user_id] = user.username
+            name = self._names.get(user_id)
+            if name is None:
+                user = await self._store.get_user(user_id)
+                if user is None:
+                    continue
+                if len(self._names) >= MAX_NAMES:
+                    self._names.clear()
+                name = self._names[user_id] = user.username
+            out[user_id] = name
         return out
 
 

@@ -172,6 +172,14 @@ class Writer:
             reason = self.health.reason or "the hub's writer is busy"
             raise Unavailable(f"the database is unavailable ({reason}); try again") from None
 
+    def later(self, fn: Callable[[AsyncSession], Awaitable[Any]]) -> None:
+        """Queue `fn` as a transition nobody waits for: best effort bookkeeping (when a drone
+        was last seen), committed with the transitions around it; a failure is logged."""
+        item = _Transition(fn, asyncio.get_running_loop().create_future())
+        item.future.add_done_callback(_log_failure)
+        self._queue.append(item)
+        self._wake.set()
+
     async def flush(self) -> None:
         """Seal now and wait until everything applied so far is committed (tests, shutdown)."""
         self._seal()
@@ -395,6 +403,11 @@ class Writer:
                 time.monotonic() - (h.since or 0),
             )
             h.ok, h.reason, h.since = True, None, None
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.info("a bookkeeping write was not stored: %s", future.exception())
 
 
 def _merged(first: list[batch.TurnWrite], more: list[batch.TurnWrite]) -> list[batch.TurnWrite]:
