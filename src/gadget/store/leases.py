@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gadget.protocol import TurnStatus
 from gadget.store.tables import ChatSession, ChatTurn, DroneLease, new_id, utcnow
@@ -67,20 +67,28 @@ def _changed(result: Any) -> bool:
     return bool(result.rowcount)
 
 
-async def read(session: AsyncSession, drone_id: str, *, lock_row: bool = False) -> Lease | None:
+#: Statements built once (a statement built per call costs more CPU than running it).
+_ONE = select(_leases).where(_leases.c.drone_id == bindparam("drone_id"))
+_ONE_LOCKED = _ONE.with_for_update()
+_MANY = select(_leases).where(_leases.c.drone_id.in_(bindparam("ids", expanding=True)))
+
+
+async def read(
+    session: AsyncSession | AsyncConnection, drone_id: str, *, lock_row: bool = False
+) -> Lease | None:
     """The drone's lease, if it has one (locked for this transaction when `lock_row`)."""
-    stmt = select(_leases).where(_leases.c.drone_id == drone_id)
-    if lock_row:
-        stmt = stmt.with_for_update()
-    row = (await session.execute(stmt)).first()
+    stmt = _ONE_LOCKED if lock_row else _ONE
+    row = (await session.execute(stmt, {"drone_id": drone_id})).first()
     return Lease.of(row) if row is not None else None
 
 
-async def read_many(session: AsyncSession, drone_ids: Sequence[str]) -> dict[str, Lease]:
+async def read_many(
+    session: AsyncSession | AsyncConnection, drone_ids: Sequence[str]
+) -> dict[str, Lease]:
     """The leases of these drones, by drone id (drones without one are absent)."""
     if not drone_ids:
         return {}
-    rows = await session.execute(select(_leases).where(_leases.c.drone_id.in_(list(drone_ids))))
+    rows = await session.execute(_MANY, {"ids": list(drone_ids)})
     return {row.drone_id: Lease.of(row) for row in rows}
 
 
@@ -104,18 +112,22 @@ async def take(session: AsyncSession, drone_id: str, node: str, lock_row: bool) 
     await ensure(session, drone_id)
     before = await read(session, drone_id, lock_row=lock_row)
     assert before is not None  # ensured just above, in this transaction
-    await session.execute(
-        update(_leases)
-        .where(_leases.c.drone_id == drone_id, _leases.c.epoch == before.epoch)
-        .values(
-            owner_node=node,
-            epoch=before.epoch + 1,
-            drone_deadline=None,
-            drone_deadline_reason=None,
-            updated_at=utcnow(),
-        )
-    )
+    params = {"d": drone_id, "e": before.epoch, "node": node, "next": before.epoch + 1}
+    await session.execute(_TAKE, {**params, "at": utcnow()})
     return before
+
+
+_TAKE = (
+    update(_leases)
+    .where(_leases.c.drone_id == bindparam("d"), _leases.c.epoch == bindparam("e"))
+    .values(
+        owner_node=bindparam("node"),
+        epoch=bindparam("next"),
+        drone_deadline=None,
+        drone_deadline_reason=None,
+        updated_at=bindparam("at"),
+    )
+)
 
 
 async def away(
@@ -127,17 +139,22 @@ async def away(
     The owner stays: what `node` applied before the drone left is still written, and
     only a takeover (a higher epoch) fences it.
     """
-    result = await session.execute(
-        update(_leases)
-        .where(
-            _leases.c.drone_id == drone_id,
-            _leases.c.owner_node == node,
-            _leases.c.epoch == epoch,
-            _leases.c.current_turn_id.is_not(None),
-        )
-        .values(drone_deadline=deadline, drone_deadline_reason="grace", updated_at=utcnow())
+    params = {"d": drone_id, "node": node, "e": epoch, "until": deadline, "at": utcnow()}
+    return _changed(await session.execute(_AWAY, params))
+
+
+_AWAY = (
+    update(_leases)
+    .where(
+        _leases.c.drone_id == bindparam("d"),
+        _leases.c.owner_node == bindparam("node"),
+        _leases.c.epoch == bindparam("e"),
+        _leases.c.current_turn_id.is_not(None),
     )
-    return _changed(result)
+    .values(
+        drone_deadline=bindparam("until"), drone_deadline_reason="grace", updated_at=bindparam("at")
+    )
+)
 
 
 async def set_drone_deadline(

@@ -205,13 +205,13 @@ class Drones:
 
     async def lease(self, drone_id: str) -> Lease | None:
         """The drone's lease as stored now."""
-        async with self._store.session() as s:
-            return await leases.read(s, drone_id)
+        async with self._store.engine.connect() as conn:
+            return await leases.read(conn, drone_id)
 
     async def leases(self, drone_ids: list[str]) -> dict[str, Lease]:
         """Several drones' leases."""
-        async with self._store.session() as s:
-            return await leases.read_many(s, drone_ids)
+        async with self._store.engine.connect() as conn:
+            return await leases.read_many(conn, drone_ids)
 
     # -- transitions -----------------------------------------------------------
     async def _run(
