@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from gadget.hub.bus import Bus
@@ -9,6 +10,9 @@ from gadget.hub.state.drones import Drones
 from gadget.hub.stream.recorder import Recorder
 from gadget.protocol import HubEvent
 from gadget.store.batch import Outcome, TurnWrite
+
+#: Turns acknowledged between two yields to the event loop.
+ACK_STEP = 100
 
 
 class Acks:
@@ -21,7 +25,9 @@ class Acks:
 
     async def committed(self, pairs: Sequence[tuple[TurnWrite, Outcome]]) -> None:
         """Forget what is stored or lost, and acknowledge what is stored to its drone."""
-        for write, outcome in pairs:
+        for i, (write, outcome) in enumerate(pairs):
+            if i % ACK_STEP == ACK_STEP - 1:  # let the relay run between steps of a large batch
+                await asyncio.sleep(0)
             self._recorder.stored(write, outcome)
             if write.drone_id is None:
                 continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from itertools import islice
 
 from gadget.hub.stream.live import LiveTurn
 from gadget.protocol import TurnOut
@@ -29,6 +30,8 @@ class Recorder:
         self.flush_bytes = flush_bytes
         self._turns: dict[str, LiveTurn] = {}
         self._dirty: dict[str, LiveTurn] = {}
+        #: Bytes applied to each dirty turn since its last seal (`unsealed_bytes` is their sum).
+        self._owed: dict[str, int] = {}
         self._epoch_of: EpochOf = lambda _drone: None
         #: Bytes applied since the last seal (text and operations not yet handed to the writer).
         self.unsealed_bytes = 0
@@ -69,22 +72,36 @@ class Recorder:
         live = self._turns.pop(turn_id, None)
         if live is not None:
             self._dirty.pop(turn_id, None)
+            self.unsealed_bytes -= self._owed.pop(turn_id, 0)
             logger.info("stopped recording turn %s here: %s", turn_id, why)
 
     # -- writes ----------------------------------------------------------------
     def applied(self, live: LiveTurn, size: int) -> None:
         """An event was applied to `live`: it owes writes."""
         self._dirty[live.id] = live
+        self._owed[live.id] = self._owed.get(live.id, 0) + size
         self.unsealed_bytes += size
         if live.pending_bytes >= self.flush_bytes:
             self.on_full()
 
-    def seal(self) -> list[batch.TurnWrite]:
-        """Every write owed so far, one per turn, each up to its turn's seq."""
-        dirty, self._dirty = self._dirty, {}
-        self.unsealed_bytes = 0
+    @property
+    def owing(self) -> int:
+        """How many turns owe writes."""
+        return len(self._dirty)
+
+    def seal(self, limit: int | None = None) -> list[batch.TurnWrite]:
+        """The writes owed so far, one per turn, each up to its turn's seq: every turn's,
+        or the first `limit` turns' (oldest first)."""
+        if limit is None or limit >= len(self._dirty):
+            dirty, self._dirty = list(self._dirty.values()), {}
+            self._owed.clear()
+            self.unsealed_bytes = 0
+        else:
+            dirty = [self._dirty.pop(turn_id) for turn_id in list(islice(self._dirty, limit))]
+            for live in dirty:
+                self.unsealed_bytes -= self._owed.pop(live.id, 0)
         writes = []
-        for live in dirty.values():
+        for live in dirty:
             write = live.seal(self._epoch_of(live.drone_id) or -1)
             if write is not None:
                 writes.append(write)
@@ -93,6 +110,7 @@ class Recorder:
     def seal_one(self, live: LiveTurn) -> batch.TurnWrite | None:
         """What `live` owes now (before a transition that must come after it)."""
         self._dirty.pop(live.id, None)
+        self.unsealed_bytes -= self._owed.pop(live.id, 0)
         return live.seal(self._epoch_of(live.drone_id) or -1)
 
     def epoch(self, drone_id: str | None) -> int:
