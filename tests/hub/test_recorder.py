@@ -8,10 +8,10 @@ from gadget.protocol import BlockMode, TurnOut, TurnStatus
 from gadget.store.tables import utcnow
 
 
-def _live(i: int) -> LiveTurn:
+def _live(i: int, chat: str = "c") -> LiveTurn:
     turn = TurnOut(
         id=f"t{i}",
-        chatSession="c",
+        chatSession=chat,
         user="u",
         prompt="p",
         status=TurnStatus.PROCESSING,
@@ -51,3 +51,17 @@ def test_a_dropped_turn_owes_nothing_any_more() -> None:
     _stream(recorder, turns, "abc")
     recorder.drop("t1", "moved")
     assert recorder.owing == 2 and recorder.unsealed_bytes == 6
+
+
+def test_a_sessions_live_turns_are_found_by_their_session_until_they_go() -> None:
+    recorder = Recorder(1 << 20)
+    for i in range(6):
+        recorder.add(_live(i, chat=f"c{i % 2}"))
+    assert sorted(recorder.snapshots_of("c0")) == ["t0", "t2", "t4"]
+    recorder.add(_live(2, chat="c0"))  # a newer mirror of the same turn
+    recorder.drop("t2", "moved")
+    assert sorted(recorder.snapshots_of("c0")) == ["t0", "t4"]
+    assert recorder.snapshots_of("c9") == {}
+    recorder.drop("t0", "moved")
+    recorder.drop("t4", "moved")
+    assert recorder.snapshots_of("c0") == {} and "c0" not in recorder._of_session

@@ -29,6 +29,8 @@ class Recorder:
     def __init__(self, flush_bytes: int) -> None:
         self.flush_bytes = flush_bytes
         self._turns: dict[str, LiveTurn] = {}
+        #: The ids of the live turns of each chat session (REST lists a session's turns).
+        self._of_session: dict[str, set[str]] = {}
         self._dirty: dict[str, LiveTurn] = {}
         #: Bytes applied to each dirty turn since its last seal (`unsealed_bytes` is their sum).
         self._owed: dict[str, int] = {}
@@ -50,6 +52,7 @@ class Recorder:
     def add(self, live: LiveTurn) -> LiveTurn:
         """Record `live` from now on (replacing an older mirror of the same turn)."""
         self._turns[live.id] = live
+        self._of_session.setdefault(live.chat_session_id, set()).add(live.id)
         return live
 
     def get(self, turn_id: str) -> LiveTurn | None:
@@ -63,14 +66,14 @@ class Recorder:
 
     def snapshots_of(self, chat_session_id: str) -> dict[str, TurnOut]:
         """The live turns of one chat session, as JSON-ready models, by id."""
-        return {
-            t.id: t.snapshot() for t in self._turns.values() if t.chat_session_id == chat_session_id
-        }
+        ids = self._of_session.get(chat_session_id, ())
+        return {turn_id: self._turns[turn_id].snapshot() for turn_id in ids}
 
     def drop(self, turn_id: str, why: str) -> None:
         """Stop recording a turn: what it still owes is discarded (another node owns it)."""
         live = self._turns.pop(turn_id, None)
         if live is not None:
+            self._unindex(live)
             self._dirty.pop(turn_id, None)
             self.unsealed_bytes -= self._owed.pop(turn_id, 0)
             logger.info("stopped recording turn %s here: %s", turn_id, why)
@@ -128,3 +131,11 @@ class Recorder:
             self.drop(write.turn_id, "its drone's lease moved to another node")
         elif live.ended and not live.ops and write.to_seq >= live.seq:
             del self._turns[write.turn_id]
+            self._unindex(live)
+
+    def _unindex(self, live: LiveTurn) -> None:
+        ids = self._of_session.get(live.chat_session_id)
+        if ids is not None:
+            ids.discard(live.id)
+            if not ids:
+                del self._of_session[live.chat_session_id]
