@@ -27,6 +27,7 @@ from gadget.hub.cluster import Cluster, backends
 from gadget.hub.control import AgentControl
 from gadget.hub.controls import Controls
 from gadget.hub.core import Core
+from gadget.hub.droneviews import DroneViews
 from gadget.hub.gcpolicy import FreezeSurvivors
 from gadget.hub.limits import login_throttle
 from gadget.hub.logs import install_frame_filter
@@ -158,7 +159,7 @@ def build_hub(settings: Settings) -> Hub:
         Ides(settings.max_ide_sockets_per_user),
     )
     bus, tasks = Bus(sio, settings.ide_queue_max), Tasks()
-    core = Core(settings, store, drones, ides, writer, bus, tasks, cluster)
+    core = Core(settings, store, drones, ides, writer, bus, tasks, cluster, DroneViews(drones, bus))
     turns = WorkOrders(core)
     control = AgentControl(Approvals(core), Controls(core), Changes(core))
     sessions = Sessions(core, turns, control.controls)

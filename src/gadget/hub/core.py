@@ -5,20 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gadget.config import Settings
-from gadget.hub.bus import Bus, drone_room, user_room
+from gadget.hub.bus import Bus
 from gadget.hub.cluster import Cluster
+from gadget.hub.droneviews import DroneViews
 from gadget.hub.state.drones import Drones
 from gadget.hub.state.ides import Ides
 from gadget.hub.stream.writer import Writer
 from gadget.hub.tasks import Tasks
-from gadget.protocol import HubEvent
 from gadget.store.repository import Store
 
 
 @dataclass(frozen=True)
 class Core:
-    """Settings, storage, the drones' owner, this node's IDE sockets, the bus, tasks, and
-    the way to the other nodes."""
+    """Settings, storage, the drones' owner, this node's IDE sockets, the bus, tasks, the
+    way to the other nodes, and `droneState`'s sender."""
 
     settings: Settings
     store: Store
@@ -28,6 +28,7 @@ class Core:
     bus: Bus
     tasks: Tasks
     cluster: Cluster
+    views: DroneViews
 
 
 class Service:
@@ -42,12 +43,9 @@ class Service:
         self._bus = core.bus
         self._tasks = core.tasks
         self._cluster = core.cluster
+        self._views = core.views
 
     async def publish(self, drone_id: str, owner_id: str) -> None:
         """Tell the drone's live state (`droneState`) to the owner's IDE sockets that watch
-        the drone list and to those holding its lock (each once)."""
-        rooms = [user_room(owner_id), drone_room(drone_id)]
-        if not self._bus.heard(rooms):  # nobody to tell: no view to read
-            return
-        view = await self._drones.view(drone_id)
-        await self._bus.to_room(rooms, HubEvent.DRONE_STATE, view)
+        the drone list and to those holding its lock (each once; hub/droneviews.py)."""
+        await self._views.publish(drone_id, owner_id)
