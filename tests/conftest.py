@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from gadget.store.database import make_engine, migrate
-from gadget.store.repository import Store
+from gadget.store.repository import Store, open_store
 from tests.harness import HubHarness, hub_settings, running_hub
 from tests.postgres import fresh_database
 
@@ -70,17 +69,9 @@ def ws(tmp_path: Path) -> Path:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """A Store on an empty, migrated database (a database of its own per test on PostgreSQL)."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'gadget.db'}"
-        await migrate(url)
-        store = Store(make_engine(url))
-        yield store
-        await store.close()
-        return
-    async with fresh_database() as url:
-        await migrate(url)
-        store = Store(make_engine(url))
-        try:
-            yield store
-        finally:
-            await store.close()
+    async with AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'gadget.db'}"
+        else:
+            url = await stack.enter_async_context(fresh_database())
+        yield await stack.enter_async_context(open_store(url))

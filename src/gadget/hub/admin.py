@@ -12,8 +12,7 @@ from gadget.hub.auth import Auth
 from gadget.hub.exceptions import HubError, NotFound
 from gadget.hub.limits import MemoryThrottle
 from gadget.hub.users import Users
-from gadget.store.database import make_engine, migrate
-from gadget.store.repository import Store
+from gadget.store.repository import Store, open_store
 from gadget.store.tables import User
 
 
@@ -29,13 +28,8 @@ class UserInfo:
 @asynccontextmanager
 async def _store(settings: Settings) -> AsyncIterator[Store]:
     """The configured database, migrated to the newest schema, closed at the end."""
-    url = settings.resolved_database_url()
-    await migrate(url)
-    store = Store(make_engine(url))
-    try:
+    async with open_store(settings.resolved_database_url()) as store:
         yield store
-    finally:
-        await store.close()
 
 
 @asynccontextmanager

@@ -12,13 +12,10 @@ once its drone's state has been sent, read after its change.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from gadget.hub.bus import Bus, drone_room, user_room
 from gadget.hub.state.drones import Drones
 from gadget.protocol import HubEvent
-
-logger = logging.getLogger(__name__)
 
 
 class DroneViews:

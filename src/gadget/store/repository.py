@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Select, bindparam, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from gadget.protocol import (
     ApprovalRecord,
@@ -20,6 +20,7 @@ from gadget.protocol import (
     TurnStatus,
 )
 from gadget.store import approvals, batch
+from gadget.store.database import make_engine, migrate
 from gadget.store.tables import (
     ChatSession,
     ChatTurn,
@@ -45,6 +46,10 @@ class Store:
         """Release every pooled connection."""
         await self.engine.dispose()
 
+    def connect(self) -> AsyncConnection:
+        """A pooled connection for reads that need no session (use as `async with`)."""
+        return self.engine.connect()
+
     def session(self) -> AsyncSession:
         """A new unit of work (use as `async with store.session() as s`)."""
         return self._session()
@@ -67,7 +72,7 @@ class Store:
             stmt = self._by_id[table] = select(table.__table__).where(
                 table.__table__.c.id == bindparam("id")
             )
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             row = (await conn.execute(stmt, {"id": id_})).first()
         return None if row is None else table(**row._mapping)
 
@@ -313,6 +318,17 @@ class Store:
         """Apply the stream's writes of many turns in one transaction (see store/batch.py)."""
         async with self.transaction() as s:
             return await batch.apply_writes(s, writes, node, lock_rows=self.lock_rows)
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[Store]:
+    """A Store on the database at `url`, migrated to the newest schema, closed at the end."""
+    await migrate(url)
+    store = Store(make_engine(url))
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def touch_drone(session: AsyncSession, drone_id: str, hostname: str | None = None) -> None:

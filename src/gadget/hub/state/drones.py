@@ -205,12 +205,12 @@ class Drones:
 
     async def lease(self, drone_id: str) -> Lease | None:
         """The drone's lease as stored now."""
-        async with self._store.engine.connect() as conn:
+        async with self._store.connect() as conn:
             return await leases.read(conn, drone_id)
 
     async def leases(self, drone_ids: list[str]) -> dict[str, Lease]:
         """Several drones' leases."""
-        async with self._store.engine.connect() as conn:
+        async with self._store.connect() as conn:
             return await leases.read_many(conn, drone_ids)
 
     # -- transitions -----------------------------------------------------------

@@ -128,6 +128,8 @@ class LiveTurn:
     #: Writes applied to the mirror but not yet sealed for the writer.
     ops: list[batch.TurnOp] = field(default_factory=list)
     pending_bytes: int = 0
+    #: Bytes of events applied since the last seal, as the recorder counts them.
+    unsealed_bytes: int = 0
     approvals: TurnApprovals = field(default_factory=TurnApprovals)
     usage: UsageSums = field(default_factory=UsageSums)
     changes: list[FileChange] | None = None

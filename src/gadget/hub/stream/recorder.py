@@ -32,8 +32,6 @@ class Recorder:
         #: The ids of the live turns of each chat session (REST lists a session's turns).
         self._of_session: dict[str, set[str]] = {}
         self._dirty: dict[str, LiveTurn] = {}
-        #: Bytes applied to each dirty turn since its last seal (`unsealed_bytes` is their sum).
-        self._owed: dict[str, int] = {}
         self._epoch_of: EpochOf = lambda _drone: None
         #: Bytes applied since the last seal (text and operations not yet handed to the writer).
         self.unsealed_bytes = 0
@@ -74,15 +72,16 @@ class Recorder:
         live = self._turns.pop(turn_id, None)
         if live is not None:
             self._unindex(live)
-            self._dirty.pop(turn_id, None)
-            self.unsealed_bytes -= self._owed.pop(turn_id, 0)
+            owing = self._dirty.pop(turn_id, None)
+            if owing is not None:
+                self._forget_unsealed(owing)
             logger.info("stopped recording turn %s here: %s", turn_id, why)
 
     # -- writes ----------------------------------------------------------------
     def applied(self, live: LiveTurn, size: int) -> None:
         """An event was applied to `live`: it owes writes."""
         self._dirty[live.id] = live
-        self._owed[live.id] = self._owed.get(live.id, 0) + size
+        live.unsealed_bytes += size
         self.unsealed_bytes += size
         if live.pending_bytes >= self.flush_bytes:
             self.on_full()
@@ -97,12 +96,13 @@ class Recorder:
         or the first `limit` turns' (oldest first)."""
         if limit is None or limit >= len(self._dirty):
             dirty, self._dirty = list(self._dirty.values()), {}
-            self._owed.clear()
             self.unsealed_bytes = 0
+            for live in dirty:
+                live.unsealed_bytes = 0
         else:
             dirty = [self._dirty.pop(turn_id) for turn_id in list(islice(self._dirty, limit))]
             for live in dirty:
-                self.unsealed_bytes -= self._owed.pop(live.id, 0)
+                self._forget_unsealed(live)
         writes = []
         for live in dirty:
             write = live.seal(self._epoch_of(live.drone_id) or -1)
@@ -113,7 +113,7 @@ class Recorder:
     def seal_one(self, live: LiveTurn) -> batch.TurnWrite | None:
         """What `live` owes now (before a transition that must come after it)."""
         self._dirty.pop(live.id, None)
-        self.unsealed_bytes -= self._owed.pop(live.id, 0)
+        self._forget_unsealed(live)
         return live.seal(self._epoch_of(live.drone_id) or -1)
 
     def epoch(self, drone_id: str | None) -> int:
@@ -139,3 +139,7 @@ class Recorder:
             ids.discard(live.id)
             if not ids:
                 del self._of_session[live.chat_session_id]
+
+    def _forget_unsealed(self, live: LiveTurn) -> None:
+        self.unsealed_bytes -= live.unsealed_bytes
+        live.unsealed_bytes = 0

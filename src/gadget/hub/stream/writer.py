@@ -327,7 +327,7 @@ class Writer:
         of them fails (a refusal, or the database), the group is rolled back and each
         runs on its own, so one's failure is never another's.
         """
-        if len(group) < 2 or any(item.fn is None for item in group):
+        if len(group) < 2:  # a flush marker is always alone
             for item in group:
                 await self._transition(item)
             return
