@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -64,8 +65,14 @@ async def start_server(
     return ServerProcess(kind, proc, f"http://127.0.0.1:{port}")
 
 
+@functools.cache
 def pin_cpus() -> tuple[int | None, int | None]:
-    """(server CPU, client CPU): the first two CPUs we may use, or no pinning with one."""
+    """(server CPU, client CPU): the first two CPUs we may use, or no pinning with one.
+
+    Read once per process: the benches pin themselves to the client CPU before they start
+    their servers, and a second reading would then see that one CPU only (and start the
+    servers unpinned, inheriting the client's CPU: both on one core).
+    """
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         return None, None
