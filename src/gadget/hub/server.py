@@ -15,6 +15,7 @@ import uvicorn
 from gadget.config import Settings
 from gadget.hub.app import create_app
 from gadget.hub.exceptions import AddressInUse, HubError
+from gadget.hub.transport import WebSocketProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def uvicorn_config(settings: Settings, **overrides: object) -> uvicorn.Config:
     options: dict[str, object] = {
         "host": settings.host,
         "port": settings.port,
-        "ws": "auto",
+        "ws": WebSocketProtocol,  # uvicorn's sans-I/O protocol, keeping less (transport.py)
+        "ws_ping_interval": None,  # engine.io pings every socket already
         "ws_per_message_deflate": False,
         "access_log": False,
         "log_config": None,

@@ -25,6 +25,7 @@ from gadget.hub.metrics import SECONDS_BUCKETS, Histogram
 from gadget.hub.sockets.rate import Bucket, Rates, Verdict
 from gadget.hub.state.drones import Drones
 from gadget.hub.state.ides import Ides
+from gadget.hub.transport import EngineServer
 from gadget.logs import bind, unbind
 from gadget.protocol import STREAM_EVENTS, ArgsError, ErrorCode, HubEvent, split_mark
 
@@ -45,6 +46,9 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
     """
 
     dispatcher: Dispatcher | None = None
+
+    def _engineio_server_class(self) -> type[EngineServer]:
+        return EngineServer
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
         namespace = namespace or "/"
