@@ -440,6 +440,10 @@ DroneCaller = Literal["none", "ide token", "expired", "ide", "other", "owner"]
 
 async def _isolated(w: World, event: DroneEvent, row: DroneRow) -> None:
     """Bob's drone sends the event naming Ann's things: none of it reaches Ann."""
+    # Ann's own stream events written and their streamAcks delivered first: a flush tick
+    # landing inside the window below would otherwise ack Ann's turn there (not Bob's doing).
+    await w.hub.settle()
+    await w.settled()
     ide_before, drone_before = len(w.ann.ide.log.events), len(w.ann.drone.log.events)
     args = (row.other_args or row.args)(w)
     ack = as_tuple(await w.bob.drone.call(event, *args))
