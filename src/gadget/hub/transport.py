@@ -109,20 +109,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = LeanQueue()  # type: ignore[assignment]
 
-    async def send(self, message: Any) -> None:
-        await super().send(message)
-        if self.handshake_complete and hasattr(self, "response"):
-            # The handshake is written: its request and response (headers) are not read again.
-            del self.request, self.response
-
-
-async def _translate_request(scope: Any, receive: Any, send: Any) -> dict[str, Any]:
-    from engineio.async_drivers import asgi
-
-    environ: dict[str, Any] = await asgi.translate_request(scope, receive, send)
-    if scope.get("type") == "websocket" and environ:
-        environ["wsgi.input"] = None  # only a polling POST reads a body
-    return environ
+    def start_keepalive(self) -> None:
+        # uvicorn calls this once, right after writing the accept response: from here on
+        # the handshake's request and response (headers) are never read again. (Done here
+        # rather than in `send`, which runs for every event sent.)
+        del self.request, self.response
+        super().start_keepalive()
 
 
 class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
@@ -131,7 +123,15 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         drivers: dict[str, Any] = self.__dict__["_async"]  # the ASGI driver's functions
-        self.__dict__["_async"] = {**drivers, "translate_request": _translate_request}
+        translate = drivers["translate_request"]
+
+        async def translate_request(scope: Any, receive: Any, send: Any) -> dict[str, Any]:
+            environ: dict[str, Any] = await translate(scope, receive, send)
+            if scope.get("type") == "websocket" and environ:
+                environ["wsgi.input"] = None  # only a polling POST reads a body
+            return environ
+
+        self.__dict__["_async"] = {**drivers, "translate_request": translate_request}
 
     def create_queue(self, *args: Any, **kwargs: Any) -> LeanQueue:
         return LeanQueue()
