@@ -104,7 +104,7 @@ class Bus:
                 self._too_slow(sid)
                 continue
             try:
-                socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, encoded))
+                socket.push(eio_packet.Packet(eio_packet.MESSAGE, encoded))  # hub/transport
                 queued += 1
             except Exception:  # a socket closing under us must not stop the others
                 logger.debug("could not queue %s for %s", event, eio_sid, exc_info=True)

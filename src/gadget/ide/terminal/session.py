@@ -322,8 +322,13 @@ class ChatClient:
         """Ask the drone to stop the running turn; its id (`None` when none runs)."""
         turn_id = self.turn_id
         if turn_id is not None:
-            await self.call(IdeEvent.CANCEL_WORK_ORDER, turn_id)
+            # Marked before asking: the drone may end the turn before the hub's answer.
             self.stream.cancelled.add(turn_id)
+            try:
+                await self.call(IdeEvent.CANCEL_WORK_ORDER, turn_id)
+            except HubRefused:
+                self.stream.cancelled.discard(turn_id)
+                raise
         return turn_id
 
     # Hub events -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""hub/transport.py: the lean queue keeps asyncio.Queue's promises that engine.io and uvicorn use."""
+"""hub/transport/queue.py: the lean queue keeps asyncio.Queue's promises that engine.io and uvicorn use."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from gadget.hub.transport import EngineServer, LeanQueue, WebSocketProtocol
-from tests.harness import HubHarness
+from gadget.hub.transport import LeanQueue
 
 
 async def test_items_come_out_in_order_and_get_waits_for_one() -> None:
@@ -58,25 +57,3 @@ async def test_join_waits_for_every_task_done() -> None:
     await asyncio.wait_for(joined, 1)
     with pytest.raises(ValueError):
         q.task_done()
-
-
-async def test_an_open_socket_keeps_no_handshake_and_lean_queues(hub: HubHarness) -> None:
-    token = await hub.signup("ada")
-    ide = await hub.ide(token)
-    try:
-        protocols = [
-            c for c in hub.server.server_state.connections if isinstance(c, WebSocketProtocol)
-        ]
-        assert len(protocols) == 1
-        (proto,) = protocols
-        assert not hasattr(proto, "request") and not hasattr(proto, "response")
-        assert isinstance(proto.queue, LeanQueue)
-        eio = hub.hub.sio.eio
-        assert isinstance(eio, EngineServer)
-        (sock,) = eio.sockets.values()
-        assert isinstance(sock.queue, LeanQueue)
-        assert hub.hub.sio.environ[sock.sid]["wsgi.input"] is None
-        assert await hub.create_project(token)  # REST on the same server still answers
-        assert await ide.call("noSuchEvent") is not None  # the socket carries events both ways
-    finally:
-        await ide.close()
