@@ -32,7 +32,7 @@ def uvicorn_config(settings: Settings, **overrides: object) -> uvicorn.Config:
     options: dict[str, object] = {
         "host": settings.host,
         "port": settings.port,
-        "ws": WebSocketProtocol,  # uvicorn's sans-I/O protocol, keeping less (transport.py)
+        "ws": WebSocketProtocol,  # uvicorn's sans-I/O protocol, keeping less (hub/transport)
         "ws_ping_interval": None,  # engine.io pings every socket already
         "ws_per_message_deflate": False,
         "access_log": False,
