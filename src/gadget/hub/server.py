@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 #: Connections the kernel queues before the hub accepts them (uvicorn's default).
 BACKLOG = 2048
 
+#: Seconds an idle HTTP/1.1 connection is kept open (uvicorn's default is 5).
+KEEP_ALIVE_S = 20
+
 
 def uvicorn_config(settings: Settings, **overrides: object) -> uvicorn.Config:
     """uvicorn settings that matter for token relay: no permessage-deflate, no access log.
@@ -40,6 +43,10 @@ def uvicorn_config(settings: Settings, **overrides: object) -> uvicorn.Config:
         "log_level": "warning",
         "lifespan": "on",
         "timeout_graceful_shutdown": 5,
+        # Idle HTTP connections are kept longer than clients keep theirs (httpx: 5 s, the
+        # same as uvicorn's default): at equal times a client could send a request on a
+        # connection the hub was closing, and get a read error instead of an answer.
+        "timeout_keep_alive": KEEP_ALIVE_S,
         "backlog": BACKLOG,
     }
     options.update(overrides)
