@@ -23,6 +23,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from gadget.hub.server import start
 from gadget.hub.transport import EngineServer, LeanQueue, LeanSocket, WebSocketProtocol
 from tests.harness import HubHarness
 
@@ -64,10 +65,8 @@ async def serving(**options: Any) -> AsyncIterator[Engine]:
         lifespan="off",
     )
     server = uvicorn.Server(config)
-    serve = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not serve.done()
-        await asyncio.sleep(0.01)
+    serve = await start(server)
+    assert server.started, serve.result()
     port = server.servers[0].sockets[0].getsockname()[1]
     engine = Engine(eio, f"ws://127.0.0.1:{port}/engine.io/?EIO=4&transport=websocket")
 

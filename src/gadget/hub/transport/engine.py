@@ -84,8 +84,7 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         if self.closed and self._proto is not None:
             # engine.io's reader and writer would end the websocket at their timeouts;
             # without them, closing the socket ends it (after what is queued, CLOSE too).
-            self.queue.put_nowait(None)
-            self._pump()
+            self._end_after_queued()
             if self._writer is not None and not self._proto.writable.is_set():
                 # a peer that reads nothing never lets the close out: drop it after a while
                 loop = asyncio.get_running_loop()
@@ -139,10 +138,14 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         """The reader is done: send what is queued if the peer still reads, then close."""
         if self._proto is None:  # a writer already closed the websocket
             return
-        self.queue.put_nowait(None)
-        self._pump()
+        self._end_after_queued()
         if self._writer is not None:
             await self._writer
+
+    def _end_after_queued(self) -> None:
+        """Close the websocket once what is queued is written (`None` ends the queue)."""
+        self.queue.put_nowait(None)
+        self._pump()
 
     def _pump(self) -> None:
         """Write what is queued, in order, until empty or the transport pushes back."""
